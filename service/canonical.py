@@ -1,0 +1,129 @@
+"""The canonical request and result types every step passes on. Frozen, no I/O.
+
+The api parses OpenAI or native bodies into a `GenerationRequest`; adapters turn it into a payload and
+turn the answer into a `Generation`; the api renders that back. Nothing else crosses those seams.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Literal
+
+Api = Literal["chat", "completions", "generate"]
+
+
+class FinishReason(StrEnum):
+    STOP = "stop"
+    LENGTH = "length"
+    ERROR = "error"
+
+
+class TokenSource(StrEnum):
+    BACKEND = "backend"      # counted by the container (TGI/LMI details, OpenAI usage)
+    TOKENIZER = "tokenizer"  # counted locally with the model's tokenizer.json
+    ESTIMATE = "estimate"    # see tokens.estimate_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    role: str
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingParams:
+    """Canonical parameters, already range-checked in canonical (OpenAI) semantics. None = not given."""
+
+    max_new_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    stop: tuple[str, ...] = ()
+    num_beams: int | None = None
+    n: int = 1
+    seed: int | None = None
+    repetition_penalty: float | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    no_repeat_ngram_size: int | None = None
+    do_sample: bool | None = None
+
+    def with_defaults(self, defaults: SamplingParams) -> SamplingParams:
+        """Fill every parameter the client left out from a model's configured defaults."""
+        changes = {name: getattr(defaults, name) for name in _OPTIONAL_PARAMS
+                   if getattr(self, name) is None and getattr(defaults, name) is not None}
+        if not self.stop and defaults.stop:
+            changes["stop"] = defaults.stop
+        return replace(self, **changes) if changes else self
+
+    @property
+    def greedy(self) -> bool:
+        """Explicit do_sample wins; otherwise temperature 0 means greedy; otherwise sample (OpenAI default)."""
+        if self.do_sample is not None:
+            return not self.do_sample
+        return self.temperature == 0
+
+
+_OPTIONAL_PARAMS = tuple(
+    name for name in SamplingParams.__dataclass_fields__ if name not in ("stop", "n")
+)
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationRequest:
+    """One validated request. Exactly one of `prompt` and `messages` is set.
+
+    `context` is the native API's optional input for fine-tuned instruction templates ({context}).
+    """
+
+    model: str
+    api: Api
+    params: SamplingParams
+    prompt: str | None = None
+    messages: tuple[Message, ...] | None = None
+    context: str | None = None
+    stream: bool = False
+    include_usage: bool = False
+    request_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    text: str
+    finish_reason: FinishReason
+    index: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+    source: TokenSource
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """What an adapter read from one upstream answer. Counts are None when the backend did not say."""
+
+    choices: tuple[Choice, ...]
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Generation:
+    """The gateway's answer to a request: choices, usage and where it came from."""
+
+    choices: tuple[Choice, ...]
+    usage: Usage
+    endpoint: str
+    attempts: int = 1
+    dropped_params: tuple[str, ...] = ()
+    upstream_seconds: float = 0.0
+    cost_usd: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
