@@ -91,7 +91,7 @@ class GenerationRequest:
 @dataclass(frozen=True, slots=True)
 class Choice:
     text: str
-    finish_reason: FinishReason
+    finish_reason: FinishReason | None  # None: the container does not report one
     index: int = 0
 
 
@@ -127,3 +127,32 @@ class Generation:
     upstream_seconds: float = 0.0
     cost_usd: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenDelta:
+    """Text generated since the previous event, for choice `index`."""
+
+    text: str
+    index: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEnd:
+    """The upstream's final event: why it stopped and, when it says, the token counts."""
+
+    finish_reason: FinishReason | None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+StreamEvent = TokenDelta | StreamEnd
+
+
+@dataclass(frozen=True, slots=True)
+class StreamFinal:
+    """What the gateway emits last on a stream: the resolved finish reason and usage."""
+
+    finish_reason: FinishReason
+    usage: Usage
+    cost_usd: float = 0.0

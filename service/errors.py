@@ -12,9 +12,9 @@
     ├── NoEndpointAvailable            503     service_unavailable
     ├── InternalError                  500     server_error
     └── UpstreamError                  502     upstream_error  (carries `retryable`)
-        ├── UpstreamThrottled          429       ThrottlingException, ModelNotReady, container 429
+        ├── UpstreamThrottled          429       ThrottlingException, ModelNotReadyException
         ├── UpstreamUnavailable        502       ServiceUnavailable, InternalFailure, 5xx, connection refused
-        ├── UpstreamModelError         502       ModelError: the container answered 4xx/5xx
+        ├── UpstreamModelError         502       ModelError: the container answered 4xx/5xx (429/503 retried)
         ├── UpstreamRejected           502       SageMaker ValidationError (endpoint missing, bad header)
         ├── UpstreamTimeout            504       the endpoint did not answer in time
         └── UpstreamStreamError        502       ModelStreamError / InternalStreamFailure / error line mid-stream

@@ -1,0 +1,121 @@
+"""DJL LMI rolling batch (vLLM / lmi-dist / TRT-LLM): `{inputs, parameters}` in, `{generated_text, details}` out.
+
+Wire facts (wire-formats.md 3.1, 3.2): stop strings are `stop_sequences`; `n` and `num_beams` work
+only without streaming; temperature 0..2. `do_sample` is always sent because its default flipped
+between LMI 0.31 and 0.32. The answer is an object (a list with `OPTION_TGI_COMPAT`); both are read.
+One invalid request can fail a whole rolling batch (3.3), so ranges are checked here before sending.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from service.adapters import register
+from service.adapters.base import (
+    PromptSpec,
+    finish_reason,
+    int_or_none,
+    json_payload,
+    load_json,
+    shape_error,
+    stream_failure,
+    text_choice,
+)
+from service.canonical import Choice, Decoded, GenerationRequest, StreamEnd, StreamEvent, TokenDelta
+from service.decoders import JsonLineDecoder
+from service.errors import UpstreamModelError, redact
+from service.params import UNSUPPORTED, Range, Rules, Sampling, WireParams, native
+from service.prompting import render_text
+from service.transport.base import Payload, RawResponse
+
+PENALTY = Range(-2, 2)
+
+
+class LmiAdapter:
+    name = "lmi"
+    can_stream = True
+    #: vLLM / lmi-dist report prompt tokens in `details.prefill` when asked; NeuronX does not take it
+    prefill_details = True
+    sampling = Sampling(greedy={"do_sample": False}, sample={"do_sample": True})
+    rules: Rules = {
+        "max_new_tokens": native("max_new_tokens", Range(lo=1)),
+        "temperature": native("temperature", Range(0, 2), sampling_only=True),
+        "top_p": native("top_p", Range(0, 1, lo_open=True), sampling_only=True),
+        "top_k": native("top_k", Range(lo=1), sampling_only=True),
+        "stop": native("stop_sequences"),
+        "num_beams": native("num_beams", Range(lo=1), stream_ok=False),
+        "n": native("n", Range(lo=1), stream_ok=False),
+        "seed": native("seed", Range(lo=0)),
+        "repetition_penalty": native("repetition_penalty", Range(lo=0, lo_open=True)),
+        "presence_penalty": native("presence_penalty", PENALTY),
+        "frequency_penalty": native("frequency_penalty", PENALTY),
+        "no_repeat_ngram_size": UNSUPPORTED,
+        "do_sample": native("do_sample"),
+    }
+
+    def encode(self, req: GenerationRequest, spec: PromptSpec, wire: WireParams) -> Payload:
+        parameters: dict[str, Any] = {**wire.values, "details": True, "return_full_text": False}
+        if self.prefill_details and not req.stream:
+            parameters["decoder_input_details"] = True
+        body: dict[str, Any] = {"inputs": render_text(req, spec), "parameters": parameters}
+        if req.stream:
+            body["stream"] = True
+        return json_payload(body)
+
+    def decode(self, raw: RawResponse) -> Decoded:
+        data = load_json(raw, self.name)
+        items = data if isinstance(data, list) else [data]
+        if not items or not all(isinstance(item, dict) for item in items):
+            raise shape_error(self.name, '{"generated_text": ...}')
+        choices: list[Choice] = []
+        completion = 0
+        prompt: int | None = None
+        for item in items:
+            texts = item.get("generated_text")
+            details = item.get("details") or {}
+            _raise_on_error(item, details)
+            # n > 1 answers one object per sequence, or a list of texts in one object
+            for text in texts if isinstance(texts, list) else [texts]:
+                choices.append(text_choice(text, details.get("finish_reason"), self.name, len(choices)))
+            completion += int_or_none(details.get("generated_tokens")) or 0
+            prompt = prompt or len(details.get("prefill") or []) or None
+        counted = all(int_or_none((item.get("details") or {}).get("generated_tokens")) is not None
+                      for item in items)
+        return Decoded(tuple(choices), prompt_tokens=prompt, completion_tokens=completion if counted else None)
+
+
+    def stream_decoder(self) -> LmiStream:
+        return LmiStream()
+
+
+class LmiStream(JsonLineDecoder):
+    """JSON lines `{"token":{"text",...}}`, the last adding `generated_text` and `details` (3.2); the
+    same objects behind `data:` with the sse / tgi_compat formatters; `{"outputs": [...]}` for dynamic batch."""
+
+    schema = "lmi"
+
+    def events(self, obj: dict[str, Any]) -> list[StreamEvent]:
+        details = obj.get("details") or {}
+        _raise_on_error(obj, details, stream=True)
+        token = obj.get("token") or {}
+        text = token.get("text")
+        out: list[StreamEvent] = []
+        if isinstance(text, str) and text and not (token.get("special_token") or token.get("special")):
+            out.append(TokenDelta(text))
+        out.extend(TokenDelta(t) for t in obj.get("outputs") or () if isinstance(t, str) and t)
+        if obj.get("generated_text") is not None or obj.get("details"):
+            out.append(StreamEnd(finish_reason(details.get("finish_reason")), int_or_none(details.get("input_length")),
+                                 int_or_none(details.get("generated_tokens"))))
+        return out
+
+
+def _raise_on_error(item: dict[str, Any], details: dict[str, Any], *, stream: bool = False) -> None:
+    """LMI reports a failed generation in the body: an `error` field or `finish_reason: error` (3.3)."""
+    if item.get("error") is not None or details.get("finish_reason") == "error":
+        detail = item.get("error") or "the generation failed (finish_reason error)"
+        if stream:
+            raise stream_failure("lmi", detail)
+        raise UpstreamModelError(f"the lmi endpoint failed: {redact(str(detail))}")
+
+
+register(LmiAdapter())

@@ -1,0 +1,124 @@
+"""Containers that already speak the OpenAI API on /invocations: TGI >= 2.4 Messages / Completions,
+LMI chat (wire-formats.md 2.6, 3.4).
+
+Chat requests send `messages`; completions and native requests send `prompt`. Greedy is temperature
+0 (TGI maps it to do_sample false); top_p 1 is never sent (TGI still rejects it here); at most 4
+stop strings; TGI ignores `n`, so n > 1 is fanned out. TGI reads any `model` other than "tgi" as a
+LoRA adapter id, so "tgi" is sent. Usage is always present in non-streaming answers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from service.adapters import register
+from service.adapters.base import (
+    PromptSpec,
+    finish_reason,
+    int_or_none,
+    json_payload,
+    load_json,
+    shape_error,
+    stream_failure,
+)
+from service.canonical import Choice, Decoded, FinishReason, GenerationRequest, StreamEnd, StreamEvent, TokenDelta
+from service.decoders import JsonLineDecoder
+from service.params import EMULATED, UNSUPPORTED, UNSUPPORTED_SAMPLING, Range, Rules, Sampling, WireParams, native
+from service.transport.base import Payload, RawResponse
+
+PENALTY = Range(-2, 2)
+
+
+class OpenAICompatAdapter:
+    name = "openai"
+    can_stream = True
+    sampling = Sampling(greedy={"temperature": 0}, sample={})
+    rules: Rules = {
+        "max_new_tokens": native("max_tokens", Range(lo=1)),
+        "temperature": native("temperature", Range(0, 2), sampling_only=True),
+        "top_p": native("top_p", Range(0, 1, lo_open=True, hi_open=True), sampling_only=True),
+        "top_k": UNSUPPORTED_SAMPLING,
+        "stop": native("stop", max_items=4),
+        "num_beams": UNSUPPORTED,
+        "n": EMULATED,
+        "seed": native("seed", Range(lo=0)),
+        "repetition_penalty": UNSUPPORTED,
+        "presence_penalty": native("presence_penalty", PENALTY),
+        "frequency_penalty": native("frequency_penalty", PENALTY),
+        "no_repeat_ngram_size": UNSUPPORTED,
+        "do_sample": native("do_sample"),  # expressed through `sampling` (temperature 0)
+    }
+
+    def encode(self, req: GenerationRequest, spec: PromptSpec, wire: WireParams) -> Payload:
+        body: dict[str, Any] = {"model": "tgi", **wire.values}
+        if req.messages is not None:
+            body["messages"] = [{"role": m.role, "content": m.content} for m in req.messages]
+        else:
+            body["prompt"] = req.prompt or ""
+        if req.stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+        return json_payload(body)
+
+    def decode(self, raw: RawResponse) -> Decoded:
+        data = load_json(raw, self.name)
+        choices = data.get("choices") if isinstance(data, dict) else None
+        if not isinstance(choices, list) or not choices:
+            raise shape_error(self.name, 'a chat.completion or text_completion with "choices"')
+        usage = data.get("usage") or {}
+        return Decoded(
+            choices=tuple(_choice(c, i) for i, c in enumerate(choices)),
+            prompt_tokens=int_or_none(usage.get("prompt_tokens")),
+            completion_tokens=int_or_none(usage.get("completion_tokens")),
+        )
+
+    def stream_decoder(self) -> OpenAIStream:
+        return OpenAIStream()
+
+
+class OpenAIStream(JsonLineDecoder):
+    """`chat.completion.chunk` / text completion chunks behind `data:` then `[DONE]` (TGI), or bare JSON
+    lines (LMI jsonlines_chat). The finish reason is held until the usage chunk that may follow it."""
+
+    schema = "openai"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._finish: dict[int, FinishReason | None] = {}
+        self._usage: dict[str, Any] | None = None
+
+    def events(self, obj: dict[str, Any]) -> list[StreamEvent]:
+        if obj.get("error") is not None:
+            raise stream_failure(self.schema, obj["error"])
+        out: list[StreamEvent] = []
+        for item in obj.get("choices") or ():
+            delta = item.get("delta")
+            text = delta.get("content") if isinstance(delta, dict) else item.get("text")
+            index = int_or_none(item.get("index")) or 0
+            if isinstance(text, str) and text:
+                out.append(TokenDelta(text, index))
+            if item.get("finish_reason"):
+                self._finish[index] = finish_reason(item["finish_reason"])
+        if isinstance(obj.get("usage"), dict):
+            self._usage = obj["usage"]
+        return out
+
+    def end(self) -> list[StreamEvent]:
+        if not self._finish and self._usage is None:
+            return []  # no final chunk: the gateway reports an incomplete stream
+        usage = self._usage or {}
+        return [StreamEnd(self._finish.get(0), int_or_none(usage.get("prompt_tokens")),
+                          int_or_none(usage.get("completion_tokens")))]
+
+
+def _choice(item: Any, position: int) -> Choice:
+    if not isinstance(item, dict):
+        raise shape_error("openai", "choices as objects")
+    message = item.get("message")
+    text = message.get("content") if isinstance(message, dict) else item.get("text")
+    index = int_or_none(item.get("index"))
+    return Choice(text=text if isinstance(text, str) else "", finish_reason=finish_reason(item.get("finish_reason")),
+                  index=position if index is None else index)
+
+
+register(OpenAICompatAdapter())

@@ -1,0 +1,180 @@
+"""OpenAI and native wire models, each converting itself to the canonical `GenerationRequest`.
+
+Canonical ranges (OpenAI semantics) are checked here; per-endpoint ranges and support come later
+from the adapter's rules. `extra="forbid"`: an unknown field is a 400 naming it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from service.canonical import GenerationRequest, Message, SamplingParams
+from service.errors import InvalidParam
+
+MAX_STOP = 16
+MAX_N = 16
+
+PosInt = Annotated[int, Field(ge=1)]
+Penalty = Annotated[float, Field(ge=-2, le=2)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Sampling(_Strict):
+    """Parameters shared by every API (OpenAI names plus jumpgate's canonical extras)."""
+
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    top_p: Annotated[float, Field(ge=0, le=1)] | None = None
+    top_k: Annotated[int, Field(ge=0)] | None = None
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    presence_penalty: Penalty | None = None
+    frequency_penalty: Penalty | None = None
+    repetition_penalty: Annotated[float, Field(gt=0)] | None = None
+    num_beams: PosInt | None = None
+    no_repeat_ngram_size: Annotated[int, Field(ge=0)] | None = None
+    do_sample: bool | None = None
+
+    @field_validator("stop")
+    @classmethod
+    def _stop(cls, v: str | list[str] | None) -> str | list[str] | None:
+        stops = [v] if isinstance(v, str) else v or []
+        if len(stops) > MAX_STOP:
+            raise ValueError(f"at most {MAX_STOP} stop sequences")
+        if any(not s for s in stops):
+            raise ValueError("stop sequences must not be empty")
+        return v
+
+    def sampling(self, max_new_tokens: int | None, n: int) -> SamplingParams:
+        stop = self.stop
+        return SamplingParams(
+            max_new_tokens=max_new_tokens, temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
+            stop=tuple([stop] if isinstance(stop, str) else stop or ()), num_beams=self.num_beams, n=n,
+            seed=self.seed, repetition_penalty=self.repetition_penalty, presence_penalty=self.presence_penalty,
+            frequency_penalty=self.frequency_penalty, no_repeat_ngram_size=self.no_repeat_ngram_size,
+            do_sample=self.do_sample,
+        )
+
+
+class StreamOptions(_Strict):
+    include_usage: bool = False
+
+
+class _OpenAICommon(_Sampling):
+    model: Annotated[str, Field(min_length=1)]
+    max_tokens: PosInt | None = None
+    max_new_tokens: PosInt | None = None
+    n: Annotated[int, Field(ge=1, le=MAX_N)] = 1
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    user: str | None = None  # an end-user id for abuse tracking upstream; accepted, not forwarded
+    logprobs: Any = None
+    logit_bias: dict[str, float] | None = None
+
+    @model_validator(mode="after")
+    def _neutral_only(self) -> _OpenAICommon:
+        if self.logprobs not in (None, False, 0):
+            raise InvalidParam("`logprobs` is not supported by jumpgate yet: remove it", param="logprobs")
+        if self.logit_bias:
+            raise InvalidParam("`logit_bias` is not supported by SageMaker LLM containers: remove it",
+                               param="logit_bias")
+        return self
+
+    def _max_new(self, *aliases: int | None) -> int | None:
+        given = [v for v in (self.max_tokens, self.max_new_tokens, *aliases) if v is not None]
+        if len(set(given)) > 1:
+            raise InvalidParam("max_tokens, max_completion_tokens and max_new_tokens are one parameter; "
+                               "they were given different values: send one", param="max_tokens")
+        return given[0] if given else None
+
+
+class ContentPart(_Strict):
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(_Strict):
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[ContentPart]
+    name: str | None = None
+
+    def canonical(self) -> Message:
+        content = self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
+        return Message("system" if self.role == "developer" else self.role, content)
+
+
+class ChatCompletionRequest(_OpenAICommon):
+    messages: Annotated[list[ChatMessage], Field(min_length=1, max_length=1000)]
+    max_completion_tokens: PosInt | None = None
+    response_format: dict[str, Any] | None = None
+    tools: list[Any] | None = None
+    tool_choice: Any = None
+    parallel_tool_calls: bool | None = None
+    top_logprobs: int | None = None
+
+    @model_validator(mode="after")
+    def _no_tools(self) -> ChatCompletionRequest:
+        if self.tools or self.tool_choice not in (None, "none"):
+            raise InvalidParam("tool calling is not supported by jumpgate yet: remove `tools`", param="tools")
+        if self.response_format not in (None, {"type": "text"}):
+            raise InvalidParam("`response_format` other than text is not supported yet: remove it",
+                               param="response_format")
+        if self.top_logprobs:
+            raise InvalidParam("`top_logprobs` is not supported by jumpgate yet: remove it", param="top_logprobs")
+        return self
+
+    def to_canonical(self, request_id: str) -> GenerationRequest:
+        return GenerationRequest(
+            model=self.model, api="chat", params=self.sampling(self._max_new(self.max_completion_tokens), self.n),
+            messages=tuple(m.canonical() for m in self.messages), stream=self.stream,
+            include_usage=bool(self.stream_options and self.stream_options.include_usage), request_id=request_id,
+        )
+
+
+class CompletionRequest(_OpenAICommon):
+    prompt: str | list[str]
+    echo: Literal[False] = False
+    suffix: None = None
+    best_of: Literal[1] | None = None
+
+    @field_validator("prompt")
+    @classmethod
+    def _one_prompt(cls, v: str | list[str]) -> str | list[str]:
+        if isinstance(v, list) and len(v) != 1:
+            raise ValueError("send exactly one prompt per request (batches of prompts are not supported)")
+        return v
+
+    def to_canonical(self, request_id: str) -> GenerationRequest:
+        prompt = self.prompt if isinstance(self.prompt, str) else self.prompt[0]
+        return GenerationRequest(
+            model=self.model, api="completions", params=self.sampling(self._max_new(), self.n), prompt=prompt,
+            stream=self.stream, include_usage=bool(self.stream_options and self.stream_options.include_usage),
+            request_id=request_id,
+        )
+
+
+class GenerateParameters(_Sampling):
+    max_new_tokens: PosInt | None = None
+    num_return_sequences: Annotated[int, Field(ge=1, le=MAX_N)] = 1
+
+
+class GenerateRequest(_Strict):
+    """Native API: canonical parameter names; `context` fills `{context}` of instruction templates."""
+
+    model: Annotated[str, Field(min_length=1)]
+    inputs: str
+    context: str | None = None
+    parameters: GenerateParameters = GenerateParameters()
+    stream: bool = False
+
+    def to_canonical(self, request_id: str) -> GenerationRequest:
+        p = self.parameters
+        return GenerationRequest(
+            model=self.model, api="generate", params=p.sampling(p.max_new_tokens, p.num_return_sequences),
+            prompt=self.inputs, context=self.context, stream=self.stream, include_usage=True,
+            request_id=request_id,
+        )

@@ -1,0 +1,88 @@
+"""Canonical `Generation` → OpenAI / native JSON bodies and jumpgate's response headers."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from starlette.responses import Response
+
+from service.canonical import Generation, GenerationRequest, Usage
+from service.streaming import GatewayStream
+
+
+class JSONResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def headers(gen: Generation) -> dict[str, str]:
+    out = {
+        "x-jumpgate-endpoint": gen.endpoint,
+        "x-jumpgate-attempts": str(gen.attempts),
+        "x-jumpgate-token-source": gen.usage.source.value,
+        "x-jumpgate-cost-usd": f"{gen.cost_usd:.10f}",
+    }
+    if gen.dropped_params:
+        out["x-jumpgate-dropped-params"] = ",".join(gen.dropped_params)
+    return out
+
+
+def stream_headers(stream: GatewayStream) -> dict[str, str]:
+    """Sent before the first token: usage, token source and cost arrive in the stream's final chunk."""
+    out = {"x-jumpgate-endpoint": stream.endpoint.id, "x-jumpgate-attempts": str(stream.attempts),
+           "cache-control": "no-cache", "x-accel-buffering": "no"}
+    if stream.plan.wire.dropped:
+        out["x-jumpgate-dropped-params"] = ",".join(stream.plan.wire.dropped)
+    return out
+
+
+def usage_body(usage: Usage) -> dict[str, Any]:
+    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.total_tokens}
+
+
+def chat_completion(req: GenerationRequest, gen: Generation) -> dict[str, Any]:
+    return {
+        "id": f"chatcmpl-{req.request_id}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": req.model,
+        "choices": [
+            {"index": c.index, "message": {"role": "assistant", "content": c.text},
+             "finish_reason": c.finish_reason, "logprobs": None}
+            for c in gen.choices
+        ],
+        "usage": usage_body(gen.usage),
+    }
+
+
+def completion(req: GenerationRequest, gen: Generation) -> dict[str, Any]:
+    return {
+        "id": f"cmpl-{req.request_id}",
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": req.model,
+        "choices": [
+            {"index": c.index, "text": c.text, "finish_reason": c.finish_reason, "logprobs": None}
+            for c in gen.choices
+        ],
+        "usage": usage_body(gen.usage),
+    }
+
+
+def native(req: GenerationRequest, gen: Generation) -> dict[str, Any]:
+    return {
+        "id": req.request_id,
+        "model": req.model,
+        "endpoint": gen.endpoint,
+        "generations": [{"index": c.index, "text": c.text, "finish_reason": c.finish_reason} for c in gen.choices],
+        "usage": {**usage_body(gen.usage), "source": gen.usage.source.value},
+        "cost_usd": gen.cost_usd,
+        "attempts": gen.attempts,
+        "dropped_params": list(gen.dropped_params),
+        "timings": gen.timings,
+    }

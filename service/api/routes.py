@@ -1,0 +1,84 @@
+"""The HTTP routes. Thin: parse at the edge, call the gateway, render. Errors are raised, and mapped
+to the OpenAI error shape by the one handler in `service.app`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel
+from starlette.responses import Response, StreamingResponse
+
+from service.api import render
+from service.api.openai_models import ChatCompletionRequest, CompletionRequest, GenerateRequest
+from service.api.sse import sse_frames
+from service.api.wire import parse_body
+from service.canonical import Generation, GenerationRequest
+from service.gateway import Gateway
+
+router = APIRouter()
+
+Renderer = Callable[[GenerationRequest, Generation], dict[str, Any]]
+
+
+async def _serve(request: Request, wire_model: type[BaseModel], renderer: Renderer) -> Response:
+    gateway: Gateway = request.app.state.gateway
+    wire = parse_body(await request.body(), wire_model)
+    req: GenerationRequest = wire.to_canonical(request.state.request_id)  # type: ignore[attr-defined]
+    if req.stream:
+        stream = await gateway.open_stream(req)
+        return StreamingResponse(sse_frames(req, stream), media_type="text/event-stream",
+                                 headers=render.stream_headers(stream))
+    gen = await gateway.generate(req)
+    return render.JSONResponse(renderer(req, gen), headers=render.headers(gen))
+
+
+@router.post("/v1/chat/completions")
+async def chat_completions(request: Request) -> Response:
+    return await _serve(request, ChatCompletionRequest, render.chat_completion)
+
+
+@router.post("/v1/completions")
+async def completions(request: Request) -> Response:
+    return await _serve(request, CompletionRequest, render.completion)
+
+
+@router.post("/v1/generate")
+async def generate(request: Request) -> Response:
+    return await _serve(request, GenerateRequest, render.native)
+
+
+@router.get("/v1/models")
+async def models(request: Request) -> render.JSONResponse:
+    gateway: Gateway = request.app.state.gateway
+    data = []
+    for name, model in sorted(gateway.catalog.models.items()):
+        data.append({
+            "id": name, "object": "model", "created": 0, "owned_by": "jumpgate",
+            "unsupported_params": model.policy,
+            "endpoints": [
+                {"id": ep.id, "endpoint_name": ep.target.endpoint_name, "schema": ep.schema, "weight": weight,
+                 "accelerator": ep.accelerator, "instance_type": ep.instance_type,
+                 "instance_count": ep.instance_count, "context_length": ep.context_length,
+                 "max_concurrency": ep.max_concurrency, "price_per_hour_usd": ep.endpoint_price_per_hour,
+                 "streaming": ep.adapter.can_stream}
+                for ep, weight in model.targets
+            ],
+        })
+    return render.JSONResponse({"object": "list", "data": data})
+
+
+@router.get("/healthz")
+async def healthz() -> render.JSONResponse:
+    return render.JSONResponse({"status": "ok"})
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> render.JSONResponse:
+    ready: Callable[[], bool] = request.app.state.credentials_ready
+    if not ready():
+        return render.JSONResponse({"status": "not ready", "reason": "AWS credentials could not be resolved"},
+                                   status_code=503)
+    return render.JSONResponse({"status": "ready"})

@@ -1,0 +1,116 @@
+"""Gateway stream → server-sent events in the OpenAI chunk shapes (chat, completions) or the native one.
+
+Every stream ends with `data: [DONE]` after a final chunk carrying the finish reason (and usage when
+asked for, always on the native API). A failure after the first byte becomes one OpenAI-shaped
+`{"error": ...}` event and the stream closes without `[DONE]`, so clients never see a clean finish.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import orjson
+
+from service.api.render import usage_body
+from service.canonical import GenerationRequest, StreamFinal, TokenDelta
+from service.errors import GatewayError, InternalError, to_openai_body
+from service.streaming import GatewayStream
+
+log = logging.getLogger("jumpgate.sse")
+
+DONE = b"data: [DONE]\n\n"
+Chunk = dict[str, Any]
+
+
+def frame(data: Chunk) -> bytes:
+    return b"data: " + orjson.dumps(data) + b"\n\n"
+
+
+class ChunkShape:
+    """How one API spells a token chunk and a final chunk."""
+
+    def __init__(self, req: GenerationRequest, stream: GatewayStream) -> None:
+        self.req = req
+        self.stream = stream
+        self.base: Chunk = {"id": req.request_id, "created": int(time.time()), "model": req.model}
+
+    def opening(self) -> list[Chunk]:
+        return []
+
+    def token(self, delta: TokenDelta) -> Chunk:
+        return {**self.base, "index": delta.index, "text": delta.text}
+
+    def final(self, final: StreamFinal) -> list[Chunk]:
+        return [{**self.base, "finish_reason": final.finish_reason, "endpoint": self.stream.endpoint.id,
+                 "usage": {**usage_body(final.usage), "source": final.usage.source.value},
+                 "cost_usd": final.cost_usd}]
+
+
+class ChatShape(ChunkShape):
+    def __init__(self, req: GenerationRequest, stream: GatewayStream) -> None:
+        super().__init__(req, stream)
+        self.base = {**self.base, "id": f"chatcmpl-{req.request_id}", "object": "chat.completion.chunk"}
+
+    def _choice(self, delta: dict[str, Any], finish: str | None = None, index: int = 0) -> Chunk:
+        return {**self.base, "choices": [{"index": index, "delta": delta, "finish_reason": finish,
+                                          "logprobs": None}]}
+
+    def opening(self) -> list[Chunk]:
+        return [self._choice({"role": "assistant", "content": ""})]
+
+    def token(self, delta: TokenDelta) -> Chunk:
+        return self._choice({"content": delta.text}, index=delta.index)
+
+    def final(self, final: StreamFinal) -> list[Chunk]:
+        chunks = [self._choice({}, final.finish_reason)]
+        if self.req.include_usage:
+            chunks.append({**self.base, "choices": [], "usage": usage_body(final.usage)})
+        return chunks
+
+
+class CompletionShape(ChunkShape):
+    def __init__(self, req: GenerationRequest, stream: GatewayStream) -> None:
+        super().__init__(req, stream)
+        self.base = {**self.base, "id": f"cmpl-{req.request_id}", "object": "text_completion"}
+
+    def _choice(self, text: str, finish: str | None = None, index: int = 0) -> Chunk:
+        return {**self.base, "choices": [{"index": index, "text": text, "finish_reason": finish, "logprobs": None}]}
+
+    def token(self, delta: TokenDelta) -> Chunk:
+        return self._choice(delta.text, index=delta.index)
+
+    def final(self, final: StreamFinal) -> list[Chunk]:
+        chunks = [self._choice("", final.finish_reason)]
+        if self.req.include_usage:
+            chunks.append({**self.base, "choices": [], "usage": usage_body(final.usage)})
+        return chunks
+
+
+SHAPES: dict[str, Callable[[GenerationRequest, GatewayStream], ChunkShape]] = {
+    "chat": ChatShape, "completions": CompletionShape, "generate": ChunkShape,
+}
+
+
+async def sse_frames(req: GenerationRequest, stream: GatewayStream) -> AsyncIterator[bytes]:
+    shape = SHAPES[req.api](req, stream)
+    try:
+        for chunk in shape.opening():
+            yield frame(chunk)
+        async for event in stream.events():
+            if isinstance(event, TokenDelta):
+                yield frame(shape.token(event))
+            else:
+                for chunk in shape.final(event):
+                    yield frame(chunk)
+        yield DONE
+    except GatewayError as err:
+        log.warning("stream %s ended with %s: %s", req.request_id, err.code, err.message)
+        yield frame(to_openai_body(err))
+    except Exception:
+        log.exception("stream %s failed unexpectedly", req.request_id)
+        yield frame(to_openai_body(InternalError(f"internal error; quote request id {req.request_id}")))
+    finally:
+        await stream.aclose()

@@ -1,0 +1,118 @@
+"""`create_app(config, ...)`: builds the gateway and its routes; all state lives on `app.state`."""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.api.render import JSONResponse
+from service.api.routes import router
+from service.catalog import build_catalog
+from service.config import Config
+from service.errors import GatewayError, InternalError, response_headers, to_openai_body
+from service.gateway import Gateway
+from service.transport.base import Transport
+
+log = logging.getLogger("jumpgate")
+
+_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def create_app(config: Config, *, transport: Transport | None = None,
+               credentials_ready: Callable[[], bool] | None = None) -> FastAPI:
+    if transport is None:
+        transport, credentials_ready = _sagemaker_transport(config)
+    gateway = Gateway(build_catalog(config), transport)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await transport.aclose()
+
+    app = FastAPI(title="jumpgate", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.config = config
+    app.state.gateway = gateway
+    app.state.credentials_ready = credentials_ready or (lambda: True)
+    app.include_router(router)
+    app.add_exception_handler(GatewayError, _gateway_error)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _unexpected_error)
+    app.add_middleware(RequestIdMiddleware)
+    return app
+
+
+def _sagemaker_transport(config: Config) -> tuple[Transport, Callable[[], bool]]:
+    from service.transport.sagemaker import SageMakerTransport
+    from service.transport.signing import Signer
+
+    aws = config.aws
+    if aws.credentials is not None:
+        c = aws.credentials
+        signer = Signer.static(c.access_key_id, c.secret_access_key, c.session_token, region=aws.region)
+    else:
+        signer = Signer.from_chain(aws.region)
+    return SageMakerTransport(aws.runtime_url, signer), signer.credentials_available
+
+
+async def _gateway_error(request: Request, exc: GatewayError) -> JSONResponse:
+    if exc.status >= 500:
+        log.warning("request %s failed: %s %s", _request_id(request), exc.status, exc.code)
+    return JSONResponse(to_openai_body(exc), status_code=exc.status, headers=response_headers(exc))
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    # The traceback goes to the log, never to the client.
+    rid = _request_id(request)
+    log.exception("request %s failed unexpectedly", rid)
+    err = InternalError(f"internal error; quote request id {rid} when reporting it")
+    # Starlette answers this from its outermost middleware, outside RequestIdMiddleware: add the id here.
+    return JSONResponse(to_openai_body(err), status_code=500, headers={"x-request-id": rid})
+
+
+def _request_id(request: Request) -> str:
+    return str(getattr(request.state, "request_id", "-"))
+
+
+class RequestIdMiddleware:
+    """Echo a well-formed client `x-request-id` or make one; put it on every response, errors included."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = _incoming_id(scope["headers"]) or uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = rid
+        encoded = rid.encode()
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", encoded)]
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def _incoming_id(raw_headers: Any) -> str | None:
+    for name, value in raw_headers:
+        if name == b"x-request-id":
+            text = value.decode("latin-1")
+            return text if _SAFE_REQUEST_ID.match(text) else None
+    return None
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn factory for `--workers N`: each worker loads the config named by JUMPGATE_CONFIG."""
+    import os
+
+    from service.config import load_config
+
+    return create_app(load_config(os.environ["JUMPGATE_CONFIG"]))

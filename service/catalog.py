@@ -1,0 +1,94 @@
+"""The resolved runtime view of a config: endpoints with their adapter, target, price and prompt spec,
+and models with their weighted targets. Built once at config load, so nothing on the request path
+looks anything up by name except the model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from service import adapters, cost
+from service.adapters.base import Adapter, PromptSpec
+from service.canonical import SamplingParams
+from service.config import DEFAULT_MAX_NEW_TOKENS, Config, EndpointConfig, ModelConfig
+from service.errors import ModelNotFound
+from service.params import Policy
+from service.transport.base import Target
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    id: str
+    schema: str
+    adapter: Adapter
+    target: Target
+    spec: PromptSpec
+    instance_type: str
+    instance_count: int
+    price_per_hour: float  # for one instance
+    accelerator: str
+    max_concurrency: int
+    context_length: int | None
+
+    @property
+    def endpoint_price_per_hour(self) -> float:
+        return self.price_per_hour * self.instance_count
+
+
+@dataclass(frozen=True, slots=True)
+class Model:
+    name: str
+    targets: tuple[tuple[Endpoint, float], ...]
+    defaults: SamplingParams
+    policy: Policy
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    endpoints: Mapping[str, Endpoint]
+    models: Mapping[str, Model]
+
+    def model(self, name: str) -> Model:
+        try:
+            return self.models[name]
+        except KeyError:
+            known = ", ".join(sorted(self.models))
+            raise ModelNotFound(f"model '{name}' does not exist; available models: {known}",
+                                param="model") from None
+
+
+def build_catalog(config: Config) -> Catalog:
+    endpoints = {eid: _endpoint(eid, ep) for eid, ep in config.endpoints.items()}
+    models = {name: _model(name, m, endpoints) for name, m in config.models.items()}
+    return Catalog(endpoints, models)
+
+
+def _endpoint(eid: str, ep: EndpointConfig) -> Endpoint:
+    price = cost.price_per_hour(ep.instance_type, ep.price_per_hour)
+    return Endpoint(
+        id=eid,
+        schema=ep.schema_,
+        adapter=adapters.get(ep.schema_),
+        target=Target(ep.endpoint_name, ep.timeout_s, ep.custom_attributes, ep.target_variant,
+                      ep.inference_component),
+        spec=PromptSpec(ep.chat_template, ep.prompt_template),
+        instance_type=ep.instance_type,
+        instance_count=ep.instance_count,
+        price_per_hour=price or 0.0,
+        accelerator=cost.accelerator_for(ep.instance_type),
+        max_concurrency=ep.max_concurrency,
+        context_length=ep.context_length,
+    )
+
+
+def _model(name: str, m: ModelConfig, endpoints: Mapping[str, Endpoint]) -> Model:
+    defaults = m.defaults.to_sampling()
+    if defaults.max_new_tokens is None:
+        defaults = SamplingParams(max_new_tokens=DEFAULT_MAX_NEW_TOKENS).with_defaults(defaults)
+    return Model(
+        name=name,
+        targets=tuple((endpoints[t.endpoint], t.weight) for t in m.targets if t.weight > 0),
+        defaults=defaults,
+        policy=m.unsupported_params,
+    )

@@ -1,0 +1,109 @@
+"""The `jumpgate` command: argument parsing only; each subcommand calls one function."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import socket
+import sys
+from collections.abc import Sequence
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    return int(args.func(args) or 0)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jumpgate", description="OpenAI-compatible gateway for SageMaker LLMs")
+    sub = parser.add_subparsers(required=True, metavar="command")
+
+    serve = sub.add_parser("serve", help="run the gateway (the demo with the simulator when no config is given)")
+    serve.add_argument("--config", default=os.environ.get("JUMPGATE_CONFIG"))
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.set_defaults(func=_serve)
+
+    simulate = sub.add_parser("simulate", help="run the SageMaker endpoint simulator alone")
+    simulate.add_argument("--host", default="127.0.0.1")
+    simulate.add_argument("--port", type=int, default=8081)
+    simulate.add_argument("--latency", choices=("realistic", "zero"), default="realistic")
+    simulate.add_argument("--config", default=None, help="simulate the endpoints of this jumpgate config")
+    simulate.set_defaults(func=_simulate)
+
+    check = sub.add_parser("check-config", help="validate a config file and print what it resolves to")
+    check.add_argument("file")
+    check.set_defaults(func=_check_config)
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    if args.config:
+        return _serve_config(args)
+    return asyncio.run(_serve_demo(args.host, args.port))
+
+
+def _serve_config(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from service.app import create_app
+    from service.config import ConfigError, load_config
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    if args.workers > 1:
+        os.environ["JUMPGATE_CONFIG"] = args.config
+        uvicorn.run("service.app:app_from_env", factory=True, host=args.host, port=args.port,
+                    workers=args.workers, log_level="info")
+        return 0
+    uvicorn.run(create_app(config), host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+async def _serve_demo(host: str, port: int) -> int:
+    """The simulator and the gateway in one event loop: one process, one Ctrl-C."""
+    import uvicorn
+
+    from service.app import create_app
+    from service.config import parse_config
+    from service.demo import demo_config_data, usage_banner
+    from service.simulator.app import create_simulator_app
+
+    sim_port = _free_port()
+    config = parse_config(demo_config_data(f"http://127.0.0.1:{sim_port}"), source="<demo>")
+    sim = uvicorn.Server(uvicorn.Config(create_simulator_app(latency="realistic"), host="127.0.0.1",
+                                        port=sim_port, log_level="warning"))
+    gw = uvicorn.Server(uvicorn.Config(create_app(config), host=host, port=port, log_level="info"))
+    print(usage_banner(host, port), flush=True)
+    await asyncio.gather(sim.serve(), gw.serve())
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from service.simulator.app import run_simulator
+
+    run_simulator(args.host, args.port, args.latency, args.config)
+    return 0
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from service.checkconfig import run_check_config
+
+    return run_check_config(args.file)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,399 @@
+"""The config file (DESIGN.md, "Config file"): pydantic models, `${VAR}` expansion, and `load_config`.
+
+`parse_config` expands `${VAR}` / `${VAR:-default}` in every string value, validates with pydantic (unknown
+keys are errors), then runs the whole-file cross checks (targets name existing endpoints, every instance type
+has a price) even when pydantic found problems, so one run reports every problem as (file, key, why).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Collection, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+import pydantic
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+
+from service import cost, templates
+from service.canonical import SamplingParams
+
+#: Applied by the gateway when neither the client nor the model's defaults give max_new_tokens: the
+#: containers' own defaults (20 in TGI, 30 in LMI) cut answers off mid-sentence and surprise users.
+DEFAULT_MAX_NEW_TOKENS = 256
+
+_FROZEN = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    key: str
+    why: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.key}: {self.why}"
+
+
+class ConfigError(Exception):
+    """Every problem found in one config file; str() lists them one per line."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = list(problems)
+
+
+# --- field checks -----------------------------------------------------------------------------------
+def _matching(pattern: str, why: str) -> pydantic.AfterValidator:
+    """A check that the whole value matches `pattern`; `why` (with {value}) says what is expected."""
+    regex = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not regex.fullmatch(value):
+            raise ValueError(why.format(value=repr(value)))
+        return value
+
+    return pydantic.AfterValidator(check)
+
+
+_NAME_RULE = "at most 63 letters, digits and hyphens, starting and ending with a letter or digit"
+_SageMakerName = Annotated[str, _matching(r"(?=.{1,63}$)[a-zA-Z0-9](-*[a-zA-Z0-9])*",
+                                          "{value} is not a valid SageMaker name: " + _NAME_RULE)]
+_ComponentName = Annotated[str, _matching(r"(?=.{1,63}$)[a-zA-Z0-9]([\-a-zA-Z0-9]*[a-zA-Z0-9])?",
+                                          "{value} is not a valid inference component name: " + _NAME_RULE)]
+_InstanceType = Annotated[str, _matching(r"ml\.[a-z0-9-]+\.[a-z0-9-]+",
+                                         "{value} is not a SageMaker instance type such as ml.g5.2xlarge")]
+# Sent as an HTTP header: SageMaker takes at most 1024 visible US-ASCII characters.
+_CustomAttributes = Annotated[str, _matching(r"[\x20-\x7e]{0,1024}",
+                                             "must be at most 1024 visible US-ASCII characters")]
+_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+")
+
+
+class StaticCredentials(BaseModel):
+    """Fixed keys. An addition to the contract, for local use with the simulator only: in production
+    leave `credentials` out and the standard chain (env, profile, ECS task role, IRSA) is used."""
+
+    model_config = _FROZEN
+    access_key_id: str
+    secret_access_key: str = Field(repr=False)
+    session_token: str | None = Field(None, repr=False)
+
+
+class AwsConfig(BaseModel):
+    """`region` and `runtime_url` are always set after validation (resolved from env / region)."""
+
+    model_config = _FROZEN
+    region: str = Field("", validate_default=True)
+    runtime_url: str = Field("", validate_default=True)
+    credentials: StaticCredentials | None = None
+
+    @field_validator("region", mode="before")
+    @classmethod
+    def _region_from_env(cls, value: Any) -> Any:
+        if value in (None, ""):
+            value = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        if not value:
+            raise ValueError("no region: set aws.region, or AWS_REGION / AWS_DEFAULT_REGION in the environment")
+        if isinstance(value, str) and not _REGION.fullmatch(value):
+            raise ValueError(f"{value!r} is not an AWS region name such as us-east-1")
+        return value
+
+    @field_validator("runtime_url")
+    @classmethod
+    def _default_runtime_url(cls, value: str, info: ValidationInfo) -> str:
+        if not value:
+            region = info.data.get("region")
+            return f"https://runtime.sagemaker.{region}.amazonaws.com" if region else ""
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"{value!r} is not an http:// or https:// URL")
+        return value.rstrip("/")
+
+
+class EndpointConfig(BaseModel):
+    model_config = _FROZEN
+    endpoint_name: _SageMakerName
+    schema_: str = Field(alias="schema")
+    instance_type: _InstanceType
+    instance_count: int = Field(1, ge=1)
+    price_per_hour: float | None = Field(None, ge=0, allow_inf_nan=False)
+    max_concurrency: int = Field(32, ge=1)
+    context_length: int | None = Field(None, ge=1)
+    chat_template: str | None = None
+    prompt_template: str | None = None
+    custom_attributes: _CustomAttributes | None = None
+    target_variant: _SageMakerName | None = None
+    inference_component: _ComponentName | None = None
+    timeout_s: float = Field(70, gt=0, allow_inf_nan=False)
+    #: path to the model's tokenizer.json, for exact local token counts
+    tokenizer: str | None = None
+
+    @field_validator("schema_")
+    @classmethod
+    def _known_schema(cls, value: str, info: ValidationInfo) -> str:
+        # The names come from the adapter registry via the validation context; a model built without
+        # one (tests, tools) skips this check rather than importing every adapter.
+        schemas = (info.context or {}).get("schemas")
+        if schemas is not None and value not in schemas:
+            raise ValueError(f"unknown schema {value!r}; valid schemas: {', '.join(sorted(schemas))}")
+        return value
+
+    @field_validator("chat_template")
+    @classmethod
+    def _known_chat_template(cls, value: str | None) -> str | None:
+        if value is not None and value not in templates.CHAT_TEMPLATES:
+            raise ValueError(f"unknown chat template {value!r}; known templates: "
+                             f"{', '.join(sorted(templates.CHAT_TEMPLATES))}")
+        return value
+
+    @field_validator("prompt_template")
+    @classmethod
+    def _prompt_template(cls, value: str | None) -> str | None:
+        if value is not None:
+            templates.check_prompt_template(value)
+        return value
+
+
+class TargetConfig(BaseModel):
+    model_config = _FROZEN
+    endpoint: str
+    weight: float = Field(1, ge=0, allow_inf_nan=False)
+
+
+_MAX_TOKENS_ALIASES = pydantic.AliasChoices("max_new_tokens", "max_tokens")  # the OpenAI spelling too
+
+
+class ParamDefaults(BaseModel):
+    """A model's default canonical parameters, applied to whatever the client leaves out."""
+
+    model_config = _FROZEN
+    max_new_tokens: int | None = Field(None, ge=1, validation_alias=_MAX_TOKENS_ALIASES)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    top_k: int | None = Field(None, ge=0)
+    stop: list[str] | None = None
+    num_beams: int | None = Field(None, ge=1)
+    seed: int | None = None
+    repetition_penalty: float | None = Field(None, gt=0, allow_inf_nan=False)
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    no_repeat_ngram_size: int | None = Field(None, ge=0)
+    do_sample: bool | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_spelling(cls, data: Any) -> Any:
+        # Both spellings present would otherwise silently keep one of them.
+        if isinstance(data, Mapping) and "max_tokens" in data and "max_new_tokens" in data:
+            raise ValueError("give max_new_tokens or its alias max_tokens, not both")
+        return data
+
+    def to_sampling(self) -> SamplingParams:
+        values = self.model_dump(exclude={"stop"})
+        return SamplingParams(**values, stop=tuple(self.stop or ()))
+
+
+class ModelConfig(BaseModel):
+    model_config = _FROZEN
+    targets: list[TargetConfig] = Field(min_length=1)
+    defaults: ParamDefaults = ParamDefaults()
+    unsupported_params: Literal["reject", "drop"] = "reject"
+
+    @field_validator("targets")
+    @classmethod
+    def _some_weight(cls, value: list[TargetConfig]) -> list[TargetConfig]:
+        if not any(t.weight > 0 for t in value):
+            raise ValueError("every target has weight 0, so no request could be routed: give one a weight > 0")
+        return value
+
+
+class Config(BaseModel):
+    model_config = _FROZEN
+    aws: AwsConfig
+    endpoints: dict[str, EndpointConfig] = Field(min_length=1)
+    models: dict[str, ModelConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _cross_checks(self, info: ValidationInfo) -> Config:
+        # parse_config runs these on the raw data (to report them with field errors); this covers other callers.
+        problems = [] if (info.context or {}).get("cross_checked") else list(
+            _cross_problems(self.model_dump(by_alias=True), "<config>"))
+        if problems:
+            raise ValueError("; ".join(f"{p.key}: {p.why}" for p in problems))
+        return self
+
+
+# --- cross checks (on plain data, so they run even when field validation failed) --------------------
+def _cross_problems(data: Mapping[str, Any], source: str) -> Iterator[Problem]:
+    endpoints = data["endpoints"] if isinstance(data.get("endpoints"), Mapping) else {}
+    yield from _target_problems(data.get("models"), endpoints, source)
+    for eid, ep in endpoints.items():
+        yield from _price_problems(eid, ep, source)
+
+
+def _target_problems(models: Any, endpoints: Mapping[str, Any], source: str) -> Iterator[Problem]:
+    if not isinstance(models, Mapping):
+        return
+    known = ", ".join(sorted(map(str, endpoints))) or "(none)"
+    for name, model in models.items():
+        targets = model.get("targets") if isinstance(model, Mapping) else None
+        for i, target in enumerate(targets if isinstance(targets, list) else []):
+            ref = target.get("endpoint") if isinstance(target, Mapping) else None
+            if isinstance(ref, str) and ref not in endpoints:
+                yield Problem(source, f"models.{name}.targets[{i}].endpoint",
+                              f"no endpoint {ref!r} is defined; known endpoints: {known}")
+
+
+def _price_problems(eid: str, ep: Any, source: str) -> Iterator[Problem]:
+    if not isinstance(ep, Mapping) or ep.get("price_per_hour") is not None:
+        return
+    instance_type = ep.get("instance_type")
+    if isinstance(instance_type, str) and cost.price_per_hour(instance_type, None) is None:
+        yield Problem(source, f"endpoints.{eid}.instance_type", f"no built-in price for {instance_type!r}: "
+                      f"add price_per_hour (USD per instance-hour) to this endpoint")
+
+
+# --- ${VAR} expansion -------------------------------------------------------------------------------
+# `$${` is a literal `${`; `${VAR:-default}` uses the default when VAR is unset or empty (as in sh).
+_VAR = re.compile(r"\$\$(?=\{)|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand_env(data: Any, env: Mapping[str, str], source: str) -> tuple[Any, list[Problem]]:
+    """Copy of `data` with `${VAR}` expanded in every string value, and a problem per unset variable."""
+    problems: list[Problem] = []
+
+    def expand(value: Any, loc: tuple[str | int, ...]) -> Any:
+        if isinstance(value, dict):
+            return {k: expand(v, (*loc, k)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [expand(v, (*loc, i)) for i, v in enumerate(value)]
+        if not isinstance(value, str):
+            return value
+        unset = [m[1] for m in _VAR.finditer(value) if m[1] and m[2] is None and m[1] not in env]
+        problems.extend(Problem(source, key_path(loc), f"environment variable {name} is not set "
+                                f"(set it, or write ${{{name}:-default}})") for name in unset)
+        return _VAR.sub(lambda m: _substitute(m, env), value)
+
+    return expand(data, ()), problems
+
+
+def _substitute(match: re.Match[str], env: Mapping[str, str]) -> str:
+    name, default = match[1], match[2]
+    if name is None:
+        return "$"  # the `$${` escape
+    if env.get(name):
+        return env[name]
+    if default is not None:
+        return default
+    return "" if name in env else match[0]  # unset: left as written, and reported by expand_env
+
+
+# --- pydantic errors → problems ---------------------------------------------------------------------
+def key_path(loc: tuple[str | int, ...]) -> str:
+    """('models', 'm', 'targets', 0, 'weight') → 'models.m.targets[0].weight'."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _why(error: Mapping[str, Any]) -> str:
+    kind = error["type"]
+    if kind == "missing":
+        return "required"
+    if kind == "extra_forbidden":
+        known = _known_keys(tuple(error["loc"][:-1]))
+        return "unknown key" + (f"; valid keys here: {', '.join(known)}" if known else "")
+    if kind == "value_error":
+        return str(error["ctx"]["error"])
+    got = error.get("input")
+    suffix = f"; got {got!r}" if isinstance(got, str | int | float | bool) else ""
+    return f"{error['msg'].lower()}{suffix}"
+
+
+def _known_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys the config format allows at `loc`, found by walking the models' field types."""
+    tp: Any = Config
+    for part in loc:
+        tp = _unwrap_optional(tp)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            field = next((f for n, f in tp.model_fields.items() if part in (n, f.alias)), None)
+            if field is None:
+                return []
+            tp = field.annotation
+        elif get_origin(tp) in (dict, list):
+            tp = get_args(tp)[-1]
+        else:
+            return []
+    tp = _unwrap_optional(tp)
+    if not (isinstance(tp, type) and issubclass(tp, BaseModel)):
+        return []
+    return sorted(f.alias or n for n, f in tp.model_fields.items())
+
+
+def _unwrap_optional(tp: Any) -> Any:
+    args = [a for a in get_args(tp) if a is not type(None)]
+    return args[0] if get_origin(tp) in (Union, UnionType) and len(args) == 1 else tp
+
+
+# --- loading ----------------------------------------------------------------------------------------
+def parse_config(data: Any, *, source: str, schemas: Collection[str] | None = None) -> Config:
+    """Validate already-parsed YAML. Raises ConfigError with every problem found."""
+    if schemas is None:
+        from service.adapters import schema_names  # lazy: the adapters import much more than config needs
+
+        schemas = schema_names()
+    if not isinstance(data, dict):
+        raise ConfigError([Problem(source, "(top level)", "expected a mapping with aws, endpoints and models")])
+    expanded, problems = expand_env(data, os.environ, source)
+    if expanded.get("aws") is None:
+        expanded["aws"] = {}  # the whole section is optional: region can come from the environment
+    config: Config | None = None
+    try:
+        config = Config.model_validate(expanded, context={"schemas": frozenset(schemas), "cross_checked": True})
+    except ValidationError as exc:
+        seen = {p.key for p in problems}  # an unset ${VAR} would otherwise be reported twice
+        problems += [p for p in (Problem(source, key_path(e["loc"]), _why(e)) for e in exc.errors())
+                     if p.key not in seen]
+    problems += [p for p in _cross_problems(expanded, source) if p.key not in {q.key for q in problems}]
+    if problems or config is None:
+        raise ConfigError(problems)
+    return config
+
+
+def load_config(path: str | Path, *, schemas: Collection[str] | None = None) -> Config:
+    """Read, expand and validate a config file. Raises ConfigError listing every problem (file, key, why)."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([Problem(source, "(file)", "no such file")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([Problem(source, "(file)", f"cannot be read: {exc}")]) from None
+    return parse_config(_load_yaml(text, source), source=source, schemas=schemas)
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys: PyYAML would silently keep the last one."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _load_yaml(text: str, source: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass: no arbitrary objects
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "(yaml)"
+        why = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([Problem(source, where, f"YAML syntax error: {why}")]) from None

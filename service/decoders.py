@@ -1,0 +1,89 @@
+"""Incremental, split-safe decoding of container streams: PayloadPart bytes → lines → JSON events.
+
+SageMaker cuts the container's byte stream into PayloadParts anywhere: inside a JSON line and inside a
+multi-byte UTF-8 character (wire-formats.md 1.6). So bytes are buffered as bytes and split on b"\\n";
+only complete lines are decoded (a newline byte never occurs inside a UTF-8 sequence). Each line is
+then one of: blank, an SSE comment (`:` keep-alive), `data:` with or without a space, `[DONE]`, or a
+bare JSON line (LMI jsonlines); `JsonLineDecoder` hands the JSON objects to a schema's event function.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import orjson
+
+from service.canonical import StreamEvent
+from service.errors import UpstreamStreamError
+
+MAX_LINE_BYTES = 1 << 20  # a line longer than 1 MiB is not a token event: fail instead of buffering forever
+
+
+class LineBuffer:
+    def __init__(self) -> None:
+        self._pending = bytearray()
+
+    def feed(self, data: bytes) -> list[bytes]:
+        self._pending += data
+        if b"\n" not in data:
+            if len(self._pending) > MAX_LINE_BYTES:
+                raise UpstreamStreamError("the endpoint streamed a line longer than 1 MiB")
+            return []
+        *lines, rest = bytes(self._pending).split(b"\n")
+        self._pending = bytearray(rest)
+        return lines
+
+    def flush(self) -> list[bytes]:
+        rest, self._pending = bytes(self._pending), bytearray()
+        return [rest] if rest.strip() else []
+
+
+class JsonLineDecoder(ABC):
+    """Lines of SSE (`data:` JSON) or JSON lines → the schema's events. Subclasses say what an object means."""
+
+    schema = "container"
+
+    def __init__(self) -> None:
+        self._lines = LineBuffer()
+        self.done = False  # saw `data: [DONE]`
+
+    @abstractmethod
+    def events(self, obj: dict[str, Any]) -> list[StreamEvent]:
+        """The events one JSON object of the stream stands for; raise UpstreamStreamError for error objects."""
+
+    def end(self) -> list[StreamEvent]:
+        """Events owed when the upstream bytes end (e.g. a finish held until the usage chunk)."""
+        return []
+
+    def feed(self, data: bytes) -> list[StreamEvent]:
+        return self._decode(self._lines.feed(data))
+
+    def close(self) -> list[StreamEvent]:
+        return self._decode(self._lines.flush()) + self.end()
+
+    def _decode(self, lines: list[bytes]) -> list[StreamEvent]:
+        out: list[StreamEvent] = []
+        for line in lines:
+            obj = self._parse(line.strip())
+            if obj is not None:
+                out.extend(self.events(obj))
+        return out
+
+    def _parse(self, line: bytes) -> dict[str, Any] | None:
+        if not line or line.startswith(b":"):
+            return None  # blank separator or SSE comment (keep-alive)
+        if line.startswith(b"data:"):
+            line = line[5:].lstrip(b" ")
+        elif line.startswith((b"event:", b"id:", b"retry:")):
+            return None
+        if line == b"[DONE]":
+            self.done = True
+            return None
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            raise UpstreamStreamError(f"the {self.schema} endpoint streamed a line that is not JSON") from None
+        if not isinstance(obj, dict):
+            raise UpstreamStreamError(f"the {self.schema} endpoint streamed an unexpected event")
+        return obj

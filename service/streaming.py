@@ -1,0 +1,164 @@
+"""Streaming requests: open the upstream stream (with retries, before any byte reaches the client),
+then relay token deltas with gateway-side stop sequences, ending with one `StreamFinal`.
+
+Failures before the first upstream PayloadPart are ordinary errors (HTTP status, retries); failures
+after it end the client's stream with an error event, never a silent truncated success. Schemas that
+cannot stream are invoked normally and their answer is relayed as one delta.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from service.canonical import (
+    Decoded,
+    FinishReason,
+    GenerationRequest,
+    StreamEnd,
+    StreamEvent,
+    StreamFinal,
+    TokenDelta,
+)
+from service.catalog import Endpoint
+from service.errors import InvalidParam, UpstreamStreamError
+from service.stops import StopScanner
+from service.tokens import estimate_tokens, resolve_usage
+from service.transport.base import Payload, Transport
+from service.transport.retry import call_with_retries
+
+if TYPE_CHECKING:
+    from service.gateway import Gateway, Plan
+
+
+@dataclass
+class StreamTimings:
+    opened: float = 0.0
+    first_token: float | None = None
+    last_token: float | None = None
+    ended: float | None = None
+    tokens: int = 0
+
+
+@dataclass
+class GatewayStream:
+    """An opened stream. Iterate `events()` once; it closes the upstream when done or abandoned."""
+
+    plan: Plan
+    attempts: int
+    source: AsyncIterator[StreamEvent]
+    gateway: Gateway
+    closers: tuple[AsyncIterator[object], ...] = ()
+    timings: StreamTimings = field(default_factory=StreamTimings)
+
+    @property
+    def endpoint(self) -> Endpoint:
+        return self.plan.endpoint
+
+    async def events(self) -> AsyncIterator[TokenDelta | StreamFinal]:
+        scanner = StopScanner(self.plan.params.stop)
+        texts: list[str] = []
+        end: StreamEnd | None = None
+        try:
+            async for event in self.source:
+                if isinstance(event, StreamEnd):
+                    end = event
+                    break
+                texts.append(event.text)
+                safe = scanner.push(event.text)
+                if safe:
+                    self._mark_token()
+                    yield TokenDelta(safe, event.index)
+                if scanner.stopped:
+                    break  # stop reading: closing the stream ends the upstream generation early
+        finally:
+            await self.aclose()
+        if not scanner.stopped:
+            if end is None:
+                raise UpstreamStreamError(f"the stream from endpoint '{self.endpoint.id}' ended before its "
+                                          "final event; the answer is incomplete")
+            tail = scanner.flush()
+            if tail:
+                self._mark_token()
+                yield TokenDelta(tail)
+        yield self._final(end, "".join(texts), scanner.stopped)
+
+    async def aclose(self) -> None:
+        clock = self.gateway.clock
+        if self.timings.ended is None:
+            self.timings.ended = clock()
+        for it in (self.source, *self.closers):
+            aclose = getattr(it, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    def _mark_token(self) -> None:
+        now = self.gateway.clock()
+        if self.timings.first_token is None:
+            self.timings.first_token = now
+        self.timings.last_token = now
+        self.timings.tokens += 1
+
+    def _final(self, end: StreamEnd | None, text: str, stopped: bool) -> StreamFinal:
+        from service.gateway import attributed_cost
+
+        decoded = Decoded((), end.prompt_tokens if end else None, end.completion_tokens if end else None)
+        usage = resolve_usage(decoded, self.plan.prompt_text, [text])
+        if stopped:
+            reason = FinishReason.STOP
+        elif end is not None and end.finish_reason is not None:
+            reason = end.finish_reason
+        else:
+            full = estimate_tokens(text) >= (self.plan.params.max_new_tokens or 0)
+            reason = FinishReason.LENGTH if full else FinishReason.STOP
+        seconds = (self.timings.ended or self.timings.opened) - self.timings.opened
+        return StreamFinal(reason, usage, attributed_cost(self.endpoint, seconds))
+
+
+async def open_stream(gateway: Gateway, req: GenerationRequest) -> GatewayStream:
+    plan = gateway.plan(req)
+    ep = plan.endpoint
+    if plan.params.n > 1:
+        raise InvalidParam(f"n > 1 cannot be streamed from endpoint '{ep.id}' (schema {ep.schema}): "
+                           "send stream false, or n 1", param="n")
+    opened = gateway.clock()
+    if not ep.adapter.can_stream:
+        result = await gateway.call(ep, plan.payloads[0])
+        source = _replay(ep.adapter.decode(result.raw))
+        return GatewayStream(plan, result.attempts, source, gateway, timings=StreamTimings(opened))
+    (parts, first), attempts = await call_with_retries(
+        lambda: _open(gateway.transport, ep, plan.payloads[0]), gateway.retry)
+    decoded = _decode(ep, first, parts)
+    return GatewayStream(plan, attempts, decoded, gateway, (parts,), StreamTimings(opened))
+
+
+async def _open(transport: Transport, ep: Endpoint, payload: Payload) -> tuple[AsyncIterator[bytes], bytes]:
+    """Start the upstream stream and wait for its first PayloadPart, so pre-stream errors can be retried."""
+    parts = transport.invoke_stream(ep.target, payload)
+    try:
+        first = await anext(parts, b"")
+    except BaseException:
+        aclose = getattr(parts, "aclose", None)
+        if aclose is not None:
+            await aclose()
+        raise
+    return parts, first
+
+
+async def _decode(ep: Endpoint, first: bytes, parts: AsyncIterator[bytes]) -> AsyncIterator[StreamEvent]:
+    decoder = ep.adapter.stream_decoder()
+    for event in decoder.feed(first):
+        yield event
+    async for part in parts:
+        for event in decoder.feed(part):
+            yield event
+    for event in decoder.close():
+        yield event
+
+
+async def _replay(decoded: Decoded) -> AsyncIterator[StreamEvent]:
+    choice = decoded.choices[0]
+    if choice.text:
+        yield TokenDelta(choice.text)
+    yield StreamEnd(choice.finish_reason, decoded.prompt_tokens, decoded.completion_tokens)

@@ -1,0 +1,208 @@
+"""The SageMaker runtime transport: SigV4-signed POSTs over one aiohttp keep-alive pool.
+
+Knows URLs, headers, signing, event-stream framing and AWS error shapes; never a payload schema.
+`map_error` is the one place where a non-2xx SageMaker answer becomes an UpstreamError.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import aiohttp
+
+from service.errors import (
+    UpstreamError,
+    UpstreamModelError,
+    UpstreamRejected,
+    UpstreamStreamError,
+    UpstreamThrottled,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    redact,
+)
+from service.transport.base import Payload, RawResponse, Target
+from service.transport.eventstream import PayloadPartDecoder, json_object
+from service.transport.signing import Signer
+
+CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
+TARGET_VARIANT = "X-Amzn-SageMaker-Target-Variant"
+INFERENCE_COMPONENT = "X-Amzn-SageMaker-Inference-Component"
+STREAM_ACCEPT = "X-Amzn-SageMaker-Accept"  # the streaming API renames Accept
+INVOKED_VARIANT = "x-Amzn-Invoked-Production-Variant"
+
+# Headers aiohttp would add on its own: they would be sent unsigned, and Accept would even contradict
+# the signed X-Amzn-SageMaker-Accept on the stream path. Only Content-Length (set from the body) is added.
+SKIP_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
+DNS_TTL_S = 60
+# Original statuses of a ModelError after which the container itself asks to be tried again.
+RETRYABLE_ORIGINAL_STATUS = (429, 503)
+
+# code -> (error class, what the operator or caller can do about it)
+_BY_CODE: dict[str, tuple[type[UpstreamError], str]] = {
+    "ThrottlingException": (UpstreamThrottled, "retry later or request a higher SageMaker quota"),
+    "ModelNotReadyException": (UpstreamThrottled, "the model is still loading; retry shortly"),
+    "ServiceUnavailable": (UpstreamUnavailable, "retry"),
+    "InternalFailure": (UpstreamUnavailable, "retry"),
+    "InternalDependencyException": (UpstreamUnavailable, "retrying will not help; contact AWS support"),
+    "ValidationError": (UpstreamRejected, "check the endpoint name, the region and the endpoint's "
+                                          "target_variant / inference_component / custom_attributes"),
+}
+# Unavailable by class, but the service documents this one as "contact support", not "try again".
+_NOT_RETRYABLE = frozenset({"InternalDependencyException"})
+
+
+class SageMakerTransport:
+    def __init__(self, runtime_url: str, signer: Signer, *, pool_size: int = 512,
+                 keepalive_s: float = 30.0) -> None:
+        self._base = runtime_url.rstrip("/")
+        self._signer = signer
+        self._pool_size = pool_size
+        # Shorter than the idle timeouts of AWS front ends (60 s) so we drop a connection before they do.
+        self._keepalive_s = keepalive_s
+        self._session: aiohttp.ClientSession | None = None
+
+    async def invoke(self, target: Target, payload: Payload) -> RawResponse:
+        url = f"{self._base}/endpoints/{target.endpoint_name}/invocations"
+        headers = self._signed(url, target, payload, {"Accept": payload.accept})
+        timeout = aiohttp.ClientTimeout(total=target.timeout_s)
+        with _connection_errors(target, mid_stream=False):
+            async with self._client().post(url, data=payload.body, headers=headers, timeout=timeout) as resp:
+                body = await resp.read()
+        if resp.status != 200:
+            raise map_error(target.endpoint_name, resp.status, resp.headers, body)
+        return RawResponse(body, resp.headers.get("Content-Type", ""), resp.headers.get(INVOKED_VARIANT))
+
+    async def invoke_stream(self, target: Target, payload: Payload) -> AsyncIterator[bytes]:
+        url = f"{self._base}/endpoints/{target.endpoint_name}/invocations-response-stream"
+        headers = self._signed(url, target, payload, {STREAM_ACCEPT: payload.accept})
+        # No total limit (generation may legitimately run long): the limits are on getting a connection
+        # (pool wait included) and on silence between chunks.
+        timeout = aiohttp.ClientTimeout(total=None, connect=target.timeout_s, sock_read=target.timeout_s)
+        with _connection_errors(target, mid_stream=False):
+            resp = await self._client().post(url, data=payload.body, headers=headers, timeout=timeout)
+        try:
+            if resp.status != 200:
+                with _connection_errors(target, mid_stream=False):
+                    body = await resp.read()
+                raise map_error(target.endpoint_name, resp.status, resp.headers, body)
+            decoder = PayloadPartDecoder(target.endpoint_name)
+            with _connection_errors(target, mid_stream=True):
+                async for chunk in resp.content.iter_any():
+                    for part in decoder.feed(chunk):
+                        yield part
+            decoder.close()
+        finally:
+            # Runs on completion, error, aclose() and cancellation alike. After a full read the connection is
+            # already back in the pool and this is a no-op; otherwise it drops the half-read connection.
+            resp.close()
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _signed(self, url: str, target: Target, payload: Payload, accept: dict[str, str]) -> dict[str, str]:
+        headers = {"Content-Type": payload.content_type, **accept}
+        for name, value in ((CUSTOM_ATTRIBUTES, target.custom_attributes),
+                            (TARGET_VARIANT, target.target_variant),
+                            (INFERENCE_COMPONENT, target.inference_component)):
+            if value:
+                headers[name] = value
+        return self._signer.sign("POST", url, headers, payload.body)
+
+    def _client(self) -> aiohttp.ClientSession:
+        # Created on first use so that it binds to the loop that serves requests, not the one that built the app.
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=self._pool_size, limit_per_host=0,
+                                             keepalive_timeout=self._keepalive_s,
+                                             use_dns_cache=True, ttl_dns_cache=DNS_TTL_S)
+            self._session = aiohttp.ClientSession(connector=connector, skip_auto_headers=SKIP_AUTO_HEADERS)
+        return self._session
+
+
+@contextmanager
+def _connection_errors(target: Target, *, mid_stream: bool) -> Iterator[None]:
+    """Turn client-side failures (no HTTP answer to map) into UpstreamErrors."""
+    name = target.endpoint_name
+    try:
+        yield
+    except TimeoutError as exc:  # aiohttp's timeouts subclass it
+        raise UpstreamTimeout(f"SageMaker endpoint {name!r} did not answer within {target.timeout_s:g}s; "
+                              f"raise the endpoint's timeout_s or shorten the request") from exc
+    except aiohttp.ClientError as exc:
+        detail = redact(f"{type(exc).__name__}: {exc}")
+        if mid_stream:
+            raise UpstreamStreamError(f"the connection to SageMaker endpoint {name!r} broke mid-stream ({detail})",
+                                      retryable=True) from exc
+        raise UpstreamUnavailable(f"could not reach the SageMaker runtime for endpoint {name!r} ({detail}); "
+                                  f"check aws.runtime_url and network access") from exc
+
+
+def map_error(endpoint: str, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
+    """A non-2xx SageMaker runtime answer -> the UpstreamError the gateway raises (wire-formats.md 1.5)."""
+    fields = json_object(body) if body else {}
+    code = error_code(headers.get("x-amzn-ErrorType"), fields)
+    text = str(fields.get("message") or fields.get("Message") or "")
+    if code == "ModelError":
+        return _model_error(endpoint, status, fields, text)
+    cls, hint = _BY_CODE.get(code, _by_status(status))
+    said = f"{status} {code}" if code else f"HTTP {status} without an error code"
+    if text:
+        said = f"{said}: {text}"
+    err = cls(f"SageMaker endpoint {endpoint!r} failed ({redact(said)}); {hint}", retry_after=_retry_after(headers))
+    if code in _NOT_RETRYABLE:
+        err.retryable = False
+    return err
+
+
+def error_code(header: str | None, fields: Mapping[str, Any]) -> str:
+    """botocore's reading: x-amzn-ErrorType up to the first ':' and after the last '#', else the body."""
+    raw = header or fields.get("code") or fields.get("Code") or fields.get("__type") or ""
+    return str(raw).split(":", 1)[0].rsplit("#", 1)[-1].strip()
+
+
+def container_text(original: str) -> str:
+    """The container's own words: the `error` of a TGI / LMI / OpenAI error body, else the text as is."""
+    inner = json_object(original).get("error") if original.lstrip().startswith("{") else None
+    if isinstance(inner, dict):
+        inner = inner.get("message")
+    return inner if isinstance(inner, str) and inner else original
+
+
+def _model_error(endpoint: str, status: int, fields: Mapping[str, Any], text: str) -> UpstreamError:
+    original_status = _as_int(fields.get("OriginalStatusCode"))
+    original = str(fields.get("OriginalMessage") or text)
+    said = redact(container_text(original))
+    # SageMaker reports a container that never answered as ModelError with original status 0.
+    if original_status == 0 or "timed out" in original.lower() or "timed out" in text.lower():
+        return UpstreamTimeout(f"SageMaker endpoint {endpoint!r}: the model container did not answer in time "
+                               f"({said}); shorten the request or raise the container's timeout")
+    shown = original_status if original_status is not None else "an error"
+    return UpstreamModelError(f"SageMaker endpoint {endpoint!r}: the model container answered {shown}: {said}",
+                              original_status=original_status,
+                              retryable=original_status in RETRYABLE_ORIGINAL_STATUS)
+
+
+def _by_status(status: int) -> tuple[type[UpstreamError], str]:
+    if status >= 500:
+        return UpstreamUnavailable, "retry"
+    if status == 429:
+        return UpstreamThrottled, "retry later"
+    return UpstreamRejected, "check the gateway's AWS credentials, region and endpoint configuration"
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("Retry-After")
+    try:
+        return float(value) if value else None
+    except ValueError:  # an HTTP date: rare enough upstream to fall back to our own backoff
+        return None
+
+
+def _as_int(value: object) -> int | None:
+    try:
+        return int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return None

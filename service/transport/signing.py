@@ -1,0 +1,114 @@
+"""SigV4 signing of SageMaker runtime requests with botocore, over static or standard-chain credentials.
+
+Signing runs on the hot path, so one call does only: take a frozen credential triple, build one
+AWSRequest, let botocore's SigV4Auth sign it. `_auth_for` is the single place that builds the
+botocore signer; caching the derived signing key later means swapping that method only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+import boto3
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials, ReadOnlyCredentials
+from botocore.exceptions import BotoCoreError
+
+from service.errors import NoEndpointAvailable, redact
+
+SIGNING_NAME = "sagemaker"  # the SigV4 "service" of the runtime API (not "runtime.sagemaker")
+
+# After a failed resolution, wait this long before walking the chain again: a miss can cost a
+# metadata-service timeout, which must not be paid on every request.
+RESOLVE_RETRY_S = 5.0
+
+HOW_TO_PROVIDE = ("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary keys), "
+                  "or AWS_PROFILE naming a profile in ~/.aws/config, or run with an ECS task role or "
+                  "EKS IRSA / pod identity")
+
+CredentialSource = Callable[[], Credentials | None]
+
+
+class Signer:
+    """Signs one request at a time; credentials are resolved lazily and refreshed by botocore."""
+
+    def __init__(self, source: CredentialSource, region: str) -> None:
+        self.region = region
+        self._source = source
+        self._credentials: Credentials | None = None
+        self._retry_at = 0.0
+        self._last_problem = ""
+
+    @classmethod
+    def static(cls, access_key: str, secret_key: str, session_token: str | None = None, *,
+               region: str) -> Signer:
+        credentials = Credentials(access_key, secret_key, session_token)
+        return cls(lambda: credentials, region)
+
+    @classmethod
+    def from_chain(cls, region: str, profile: str | None = None) -> Signer:
+        """env, shared config/credentials profile, container (ECS) role, web identity (IRSA), instance role."""
+
+        def resolve() -> Credentials | None:
+            # The session is built here, not at construction, so an unknown profile or an empty chain is
+            # reported by readiness and by the first request instead of crashing startup.
+            return boto3.Session(profile_name=profile, region_name=region).get_credentials()
+
+        return cls(resolve, region)
+
+    def credentials_available(self) -> bool:
+        try:
+            self._frozen()
+        except NoEndpointAvailable:
+            return False
+        return True
+
+    def sign(self, method: str, url: str, headers: dict[str, str], body: bytes) -> dict[str, str]:
+        """Return every header to send: the given ones, Host, X-Amz-Date, X-Amz-Security-Token, Authorization.
+
+        All of them except Authorization are covered by the signature; send `body` byte for byte.
+        """
+        to_sign = dict(headers)
+        # Host is set explicitly so the value sent is the value signed, whatever the HTTP client would pick.
+        to_sign.setdefault("Host", urlsplit(url).netloc)
+        request = AWSRequest(method=method, url=url, data=body, headers=to_sign)
+        self._auth_for(self._frozen()).add_auth(request)
+        return dict(request.headers.items())
+
+    def _auth_for(self, credentials: ReadOnlyCredentials) -> SigV4Auth:
+        return SigV4Auth(credentials, SIGNING_NAME, self.region)
+
+    def _frozen(self) -> ReadOnlyCredentials:
+        credentials = self._credentials or self._resolve()
+        try:
+            # Per signing: RefreshableCredentials refresh here when close to expiry, and the triple is consistent.
+            frozen = credentials.get_frozen_credentials()
+        except BotoCoreError as exc:
+            raise self._unavailable(f"refreshing them failed ({type(exc).__name__}: {exc})") from exc
+        if not frozen.access_key or not frozen.secret_key:
+            raise self._unavailable("the access key or secret key is empty")
+        return frozen
+
+    def _resolve(self) -> Credentials:
+        if time.monotonic() < self._retry_at:
+            raise self._unavailable(self._last_problem)
+        try:
+            credentials = self._source()
+            problem = "no provider in the chain returned any"
+        except BotoCoreError as exc:
+            credentials, problem = None, f"{type(exc).__name__}: {exc}"
+        if credentials is None:
+            self._retry_at = time.monotonic() + RESOLVE_RETRY_S
+            self._last_problem = problem
+            raise self._unavailable(problem)
+        self._credentials = credentials
+        return credentials
+
+    def _unavailable(self, problem: str) -> NoEndpointAvailable:
+        # Botocore messages name profiles and files, never secret values; redact still strips ARNs/account ids.
+        return NoEndpointAvailable(
+            f"AWS credentials could not be resolved for SageMaker in {self.region} ({redact(problem)}); "
+            f"to provide them, {HOW_TO_PROVIDE}")

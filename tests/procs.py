@@ -1,0 +1,78 @@
+"""Start real server processes on loopback for end-to-end tests and benchmarks."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Proc:
+    """A child process serving HTTP on 127.0.0.1:port; its output goes to a log file for post-mortems."""
+
+    def __init__(self, args: Sequence[str], port: int, health: str, log_path: Path,
+                 env: dict[str, str] | None = None) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log_path = log_path
+        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.popen = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=full_env, stdout=self._log,
+                                      stderr=subprocess.STDOUT)
+        self._wait(health)
+
+    def _wait(self, health: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"process exited with {self.popen.returncode}:\n{self.output()}")
+            try:
+                if httpx.get(self.url + health, timeout=1.0).status_code < 500:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"process did not become healthy in {timeout}s:\n{self.output()}")
+
+    def output(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> int | None:
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(10)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(5)
+        self._log.close()
+        return self.popen.returncode
+
+
+def start_simulator(tmp: Path, *, latency: str = "zero", config: Path | None = None) -> Proc:
+    port = free_port()
+    args = ["-m", "service.simulator", "--port", str(port), "--latency", latency]
+    if config is not None:
+        args += ["--config", str(config)]
+    return Proc(args, port, "/ping", tmp / f"simulator-{port}.log")
+
+
+def start_gateway(tmp: Path, config: Path, *, extra: Sequence[str] = (), env: dict[str, str] | None = None) -> Proc:
+    port = free_port()
+    args = ["-m", "service", "serve", "--config", str(config), "--port", str(port), *extra]
+    return Proc(args, port, "/healthz", tmp / f"gateway-{port}.log", env=env)

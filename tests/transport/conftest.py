@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+
+from service.transport.sagemaker import SageMakerTransport
+from service.transport.signing import Signer
+from tests.transport.upstream import FakeRuntime
+
+ACCESS_KEY = "AKIDEXAMPLE"
+SECRET_KEY = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
+SESSION_TOKEN = "session-token-example"
+REGION = "us-west-2"
+
+
+@pytest.fixture
+async def runtime() -> AsyncIterator[FakeRuntime]:
+    fake = FakeRuntime()
+    app = web.Application()
+    app.router.add_post("/endpoints/{name}/{operation}", fake.dispatch)
+    runner = web.AppRunner(app, shutdown_timeout=1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    fake.url = f"http://127.0.0.1:{port}"
+    yield fake
+    fake.release.set()
+    await runner.cleanup()
+
+
+@pytest.fixture
+def signer() -> Signer:
+    return Signer.static(ACCESS_KEY, SECRET_KEY, SESSION_TOKEN, region=REGION)
+
+
+@pytest.fixture
+async def transport(runtime: FakeRuntime, signer: Signer) -> AsyncIterator[SageMakerTransport]:
+    client = SageMakerTransport(runtime.url, signer, pool_size=8)
+    yield client
+    await client.aclose()

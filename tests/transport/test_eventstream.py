@@ -1,0 +1,150 @@
+"""Event-stream decoding: the AWS shared test vectors, split-anywhere feeding, and SageMaker's frame semantics."""
+
+from __future__ import annotations
+
+import base64
+import json
+from itertools import pairwise
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from service.errors import UpstreamStreamError
+from service.transport.eventstream import FrameDecoder, PayloadPartDecoder
+from tests.transport.upstream import encode_frame, error_frame, exception_frame, payload_part
+
+VECTORS = Path(__file__).parent.parent / "fixtures" / "eventstream"
+POSITIVE = sorted(p.name for p in (VECTORS / "encoded" / "positive").iterdir())
+NEGATIVE = sorted(p.name for p in (VECTORS / "encoded" / "negative").iterdir())
+PRELUDE_LENGTH = 12
+
+
+def expected_header(spec: dict[str, object]) -> object:
+    # The decoded vectors hold byte-like values base64-encoded; botocore gives str for strings.
+    kind, value = spec["type"], spec["value"]
+    if kind == 7:
+        return base64.b64decode(value).decode()
+    if kind in (6, 9):
+        return base64.b64decode(value)
+    return value
+
+
+def feed_bytewise(decoder: FrameDecoder | PayloadPartDecoder, data: bytes) -> list:
+    out: list = []
+    for i in range(len(data)):
+        out.extend(decoder.feed(data[i:i + 1]))
+    return out
+
+
+@pytest.mark.parametrize("name", POSITIVE)
+@pytest.mark.parametrize("bytewise", [False, True])
+def test_positive_vectors(name: str, bytewise: bool) -> None:
+    encoded = (VECTORS / "encoded" / "positive" / name).read_bytes()
+    decoded = json.loads((VECTORS / "decoded" / "positive" / name).read_text())
+    decoder = FrameDecoder("vectors")
+    messages = feed_bytewise(decoder, encoded) if bytewise else decoder.feed(encoded)
+    decoder.close()
+    assert len(messages) == 1
+    message = messages[0]
+    assert message.prelude.total_length == decoded["total_length"] == len(encoded)
+    assert message.prelude.headers_length == decoded["headers_length"]
+    assert message.prelude.crc == decoded["prelude_crc"] & 0xFFFFFFFF
+    assert message.crc == decoded["message_crc"] & 0xFFFFFFFF
+    assert message.headers == {h["name"]: expected_header(h) for h in decoded["headers"]}
+    assert message.payload == base64.b64decode(decoded["payload"])
+
+
+@pytest.mark.parametrize("name", POSITIVE)
+def test_frames_without_message_type_yield_no_payload_parts(name: str) -> None:
+    decoder = PayloadPartDecoder("vectors")
+    assert decoder.feed((VECTORS / "encoded" / "positive" / name).read_bytes()) == []
+    decoder.close()
+
+
+@pytest.mark.parametrize("name", NEGATIVE)
+def test_negative_vectors(name: str) -> None:
+    encoded = (VECTORS / "encoded" / "negative" / name).read_bytes()
+    expected = (VECTORS / "decoded" / "negative" / name).read_text().strip()
+    decoder = FrameDecoder("vectors")
+    if expected == "Prelude checksum mismatch":
+        # Caught as soon as the prelude is in, before the rest of the frame arrives.
+        with pytest.raises(UpstreamStreamError, match="Checksum mismatch"):
+            decoder.feed(encoded[:PRELUDE_LENGTH])
+    else:
+        assert expected == "Message checksum mismatch"
+        assert decoder.feed(encoded[:-1]) == []
+        with pytest.raises(UpstreamStreamError, match="Checksum mismatch"):
+            decoder.feed(encoded[-1:])
+    # A corrupt stream stays failed: no later frame boundary can be trusted.
+    with pytest.raises(UpstreamStreamError):
+        decoder.feed(payload_part(b"later"))
+
+
+@pytest.mark.parametrize("name", NEGATIVE)
+def test_negative_vectors_through_payload_decoder(name: str) -> None:
+    with pytest.raises(UpstreamStreamError, match="malformed event stream"):
+        PayloadPartDecoder("ep").feed((VECTORS / "encoded" / "negative" / name).read_bytes())
+
+
+PARTS = [b'data: {"token": {"text": "a"}}\n\n', b"data: {\"tok", "€".encode()[:2], "€".encode()[2:] + b"\n", b"x"]
+STREAM = b"".join(payload_part(p) for p in PARTS)
+
+
+@given(st.lists(st.integers(min_value=0, max_value=len(STREAM)), max_size=8))
+def test_any_split_yields_the_same_parts(cuts: list[int]) -> None:
+    bounds = [0, *sorted(cuts), len(STREAM)]
+    decoder = PayloadPartDecoder("ep")
+    got: list[bytes] = []
+    for start, end in pairwise(bounds):
+        got.extend(decoder.feed(STREAM[start:end]))
+    decoder.close()
+    assert got == PARTS
+
+
+def test_other_events_and_empty_parts_are_skipped() -> None:
+    other = encode_frame({":message-type": "event", ":event-type": "SomethingNew"}, b"ignored")
+    assert PayloadPartDecoder("ep").feed(other + payload_part(b"") + payload_part(b"kept")) == [b"kept"]
+
+
+def test_exception_after_parts_in_the_same_chunk_loses_no_output() -> None:
+    decoder = PayloadPartDecoder("ep")
+    chunk = payload_part(b"one") + exception_frame("ModelStreamError", {"Message": "m", "ErrorCode": "StreamBroken"})
+    assert decoder.feed(chunk) == [b"one"]
+    with pytest.raises(UpstreamStreamError, match=r"ModelStreamError \(StreamBroken\): m"):
+        decoder.close()
+    with pytest.raises(UpstreamStreamError):
+        decoder.feed(payload_part(b"more"))
+
+
+def test_corrupt_frame_after_good_ones_in_the_same_chunk() -> None:
+    bad = bytearray(payload_part(b"bad"))
+    bad[-5] ^= 1
+    decoder = PayloadPartDecoder("ep")
+    assert decoder.feed(payload_part(b"good") + bytes(bad)) == [b"good"]
+    with pytest.raises(UpstreamStreamError, match="Checksum mismatch"):
+        decoder.close()
+
+
+@pytest.mark.parametrize(("frame", "retryable", "needle"), [
+    (exception_frame("ModelStreamError", {"Message": "took too long", "ErrorCode": "ModelInvocationTimeExceeded"}),
+     False, "ModelStreamError (ModelInvocationTimeExceeded): took too long"),
+    (exception_frame("InternalStreamFailure", {"Message": "Try your request again"}), True, "InternalStreamFailure"),
+    (exception_frame("SomethingElse", {}), False, "SomethingElse"),
+    (error_frame("ServiceError", "account 123456789012 broke"), False, "ServiceError: account <account> broke"),
+])
+def test_exception_and_error_frames(frame: bytes, retryable: bool, needle: str) -> None:
+    with pytest.raises(UpstreamStreamError) as info:
+        PayloadPartDecoder("my-endpoint").feed(frame)
+    assert info.value.retryable is retryable
+    assert needle in info.value.message
+    assert "'my-endpoint'" in info.value.message
+
+
+def test_truncated_stream_is_reported_on_close() -> None:
+    decoder = PayloadPartDecoder("ep")
+    assert decoder.feed(payload_part(b"abc")[:-3]) == []
+    with pytest.raises(UpstreamStreamError, match="ended inside a frame") as info:
+        decoder.close()
+    assert info.value.retryable

@@ -1,0 +1,127 @@
+"""Signer: header set, credential sources (static, env, profile, refreshable) and the no-credentials error."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from botocore.credentials import Credentials, RefreshableCredentials
+
+from service.errors import NoEndpointAvailable
+from service.transport.signing import Signer
+from tests.transport.conftest import ACCESS_KEY, REGION, SECRET_KEY
+
+URL = "https://runtime.sagemaker.us-west-2.amazonaws.com/endpoints/ep/invocations"
+HEADERS = {"Content-Type": "application/json", "Accept": "application/json",
+           "X-Amzn-SageMaker-Custom-Attributes": "accept_eula=true"}
+CHAIN_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
+                   "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                   "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN",
+                   "AWS_CREDENTIAL_PROCESS")
+
+
+@pytest.fixture
+def empty_chain(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """A process with no credentials anywhere, and no metadata-service lookups (they would be slow)."""
+    for name in CHAIN_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    return tmp_path
+
+
+def authorization_key(headers: dict[str, str]) -> str:
+    return headers["Authorization"].split("Credential=")[1].split("/")[0]
+
+
+def test_sign_returns_the_complete_header_set() -> None:
+    signed = Signer.static(ACCESS_KEY, SECRET_KEY, "tok", region=REGION).sign("POST", URL, HEADERS, b"{}")
+    for name, value in HEADERS.items():
+        assert signed[name] == value
+    assert signed["Host"] == "runtime.sagemaker.us-west-2.amazonaws.com"
+    assert signed["X-Amz-Security-Token"] == "tok"
+    assert len(signed["X-Amz-Date"]) == 16
+    scope = f"Credential={ACCESS_KEY}/{signed['X-Amz-Date'][:8]}/{REGION}/sagemaker/aws4_request"
+    assert scope in signed["Authorization"]
+    assert ("SignedHeaders=accept;content-type;host;x-amz-date;x-amz-security-token;"
+            "x-amzn-sagemaker-custom-attributes,") in signed["Authorization"]
+    assert "Content-Type" in HEADERS and "Authorization" not in HEADERS, "the caller's dict is not modified"
+
+
+def test_from_chain_reads_environment(empty_chain: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAENVIRONMENTKEY01")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "env-secret")
+    signer = Signer.from_chain(REGION)
+    assert signer.credentials_available()
+    assert authorization_key(signer.sign("POST", URL, HEADERS, b"")) == "AKIAENVIRONMENTKEY01"
+
+
+def test_from_chain_reads_a_named_profile(empty_chain: Path) -> None:
+    (empty_chain / "credentials").write_text(
+        "[team]\naws_access_key_id = AKIAPROFILEKEY000001\naws_secret_access_key = profile-secret\n")
+    signer = Signer.from_chain(REGION, profile="team")
+    assert authorization_key(signer.sign("POST", URL, HEADERS, b"")) == "AKIAPROFILEKEY000001"
+
+
+def test_no_credentials_raise_no_endpoint_available(empty_chain: Path) -> None:
+    signer = Signer.from_chain(REGION)
+    assert not signer.credentials_available()
+    with pytest.raises(NoEndpointAvailable) as info:
+        signer.sign("POST", URL, HEADERS, b"")
+    message = info.value.message
+    assert "AWS credentials could not be resolved" in message
+    assert "AWS_ACCESS_KEY_ID" in message and "AWS_PROFILE" in message
+
+
+def test_unknown_profile_is_reported_not_raised_at_construction(empty_chain: Path) -> None:
+    signer = Signer.from_chain(REGION, profile="missing")
+    with pytest.raises(NoEndpointAvailable, match="missing"):
+        signer.sign("POST", URL, HEADERS, b"")
+
+
+def test_failed_resolution_is_not_retried_on_every_request() -> None:
+    calls = []
+
+    def nothing() -> Credentials | None:
+        calls.append(1)
+        return None
+
+    signer = Signer(nothing, REGION)
+    for _ in range(3):
+        assert not signer.credentials_available()
+    assert len(calls) == 1
+
+
+def test_refreshable_credentials_are_refreshed_and_never_leak() -> None:
+    issued = []
+
+    def refresh() -> dict[str, str]:
+        issued.append(f"ASIAREFRESHED{len(issued):07d}")
+        # Always inside the mandatory refresh window, so every signing refreshes.
+        expiry = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
+        return {"access_key": issued[-1], "secret_key": "rotating-secret", "token": "t",
+                "expiry_time": expiry.isoformat()}
+
+    credentials = RefreshableCredentials.create_from_metadata(refresh(), refresh, "test")
+    signer = Signer(lambda: credentials, REGION)
+    first = authorization_key(signer.sign("POST", URL, HEADERS, b""))
+    second = authorization_key(signer.sign("POST", URL, HEADERS, b""))
+    assert first != second and second == issued[-1]
+
+
+def test_refresh_failure_is_a_clear_error() -> None:
+    def broken() -> dict[str, str]:
+        from botocore.exceptions import CredentialRetrievalError
+        raise CredentialRetrievalError(provider="test", error_msg="role arn:aws:iam::123456789012:role/x denied")
+
+    expired = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)).isoformat()
+    credentials = RefreshableCredentials.create_from_metadata(
+        {"access_key": "ASIAOLDKEY0000000000", "secret_key": "old-secret", "token": "t", "expiry_time": expired},
+        broken, "test")
+    signer = Signer(lambda: credentials, REGION)
+    with pytest.raises(NoEndpointAvailable) as info:
+        signer.sign("POST", URL, HEADERS, b"")
+    assert "could not be resolved" in info.value.message
+    assert "123456789012" not in info.value.message and "old-secret" not in info.value.message

@@ -1,0 +1,187 @@
+"""The gateway in-process (create_app + FakeTransport): API parsing, errors, streaming, stops, budgets."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from service.app import create_app
+from service.config import parse_config
+from service.demo import demo_config_data
+from service.errors import UpstreamModelError, UpstreamStreamError, UpstreamThrottled
+from service.transport.base import Payload, RawResponse, Target
+from service.transport.fake import FakeTransport
+
+Handler = Callable[[Target, Payload], Any]
+
+
+@pytest.fixture
+def make_client() -> Callable[[Handler], Any]:
+    clients: list[httpx.AsyncClient] = []
+
+    def make(handler: Handler) -> tuple[httpx.AsyncClient, FakeTransport]:
+        fake = FakeTransport(handler)
+        app = create_app(parse_config(demo_config_data("http://sim.invalid"), source="<test>"), transport=fake)
+        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app, raise_app_exceptions=False), base_url="http://gw")
+        clients.append(client)
+        return client, fake
+
+    return make
+
+
+def lmi_lines(tokens: Sequence[str], finish: str = "eos_token") -> list[bytes]:
+    lines = [orjson.dumps({"token": {"id": i, "text": t, "log_prob": -0.1}}) + b"\n" for i, t in enumerate(tokens)]
+    lines.append(orjson.dumps({"token": {"id": 2, "text": "", "log_prob": -0.1, "special_token": True},
+                               "generated_text": "".join(tokens),
+                               "details": {"finish_reason": finish, "generated_tokens": len(tokens) + 1}}) + b"\n")
+    return lines
+
+
+def chat(model: str, **kw: Any) -> dict[str, Any]:
+    return {"model": model, "messages": [{"role": "user", "content": "Hi"}], **kw}
+
+
+def sse_events(text: str) -> list[Any]:
+    return [json.loads(line[6:]) if line[6:] != "[DONE]" else "[DONE]"
+            for line in text.split("\n\n") if line.startswith("data: ")]
+
+
+async def test_streaming_chat_ends_with_done_and_exact_usage(make_client: Any) -> None:
+    client, _ = make_client(lambda t, p: lmi_lines([" Bon", "jour", " 👋🏽"]))
+    resp = await client.post("/v1/chat/completions", json=chat("llama3-8b-dolly", stream=True,
+                                                                stream_options={"include_usage": True}))
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/event-stream")
+    events = sse_events(resp.text)
+    assert events[-1] == "[DONE]"
+    text = "".join(e["choices"][0]["delta"].get("content", "") for e in events[:-1] if e.get("choices"))
+    assert text == " Bonjour 👋🏽"
+    assert events[-3]["choices"][0]["finish_reason"] == "stop"
+    assert events[-2]["choices"] == [] and events[-2]["usage"]["completion_tokens"] == 4
+
+
+async def test_stream_stop_is_held_back_and_never_leaks(make_client: Any) -> None:
+    client, fake = make_client(lambda t, p: lmi_lines(["one", " tw", "o ##", "# three", " four"]))
+    resp = await client.post("/v1/completions", json={"model": "llama2-13b-neuron", "prompt": "x", "stream": True,
+                                                      "stop": ["###"]})
+    events = sse_events(resp.text)
+    text = "".join(e["choices"][0]["text"] for e in events[:-1])
+    assert text == "one two " and "#" not in text
+    assert events[-2]["choices"][0]["finish_reason"] == "stop"
+    assert fake.streams_closed_early == 1  # the upstream was closed as soon as the stop was seen
+
+
+async def test_mid_stream_error_ends_with_an_error_event_not_done(make_client: Any) -> None:
+    client, _ = make_client(lambda t, p: [*lmi_lines(["a", "b"])[:2], UpstreamStreamError("StreamBroken")])
+    resp = await client.post("/v1/chat/completions", json=chat("llama3-8b-dolly", stream=True))
+    events = sse_events(resp.text)
+    assert events[-1]["error"]["code"] == "stream_error" and "[DONE]" not in events
+
+
+async def test_stream_that_ends_without_its_final_event_is_an_error(make_client: Any) -> None:
+    client, _ = make_client(lambda t, p: lmi_lines(["a", "b"])[:2])
+    events = sse_events((await client.post("/v1/chat/completions", json=chat("llama3-8b-dolly", stream=True))).text)
+    assert "ended before its final event" in events[-1]["error"]["message"]
+
+
+async def test_non_streaming_schema_serves_a_streaming_client(make_client: Any) -> None:
+    body = orjson.dumps({"generated_texts": ["Hallo Welt"]})
+    client, fake = make_client(lambda t, p: RawResponse(body, "application/json"))
+    resp = await client.post("/v1/completions", json={"model": "flan-t5-xl", "prompt": "x", "stream": True})
+    events = sse_events(resp.text)
+    assert "".join(e["choices"][0]["text"] for e in events[:-1]) == "Hallo Welt"
+    assert fake.calls[0].method == "invoke"
+
+
+async def test_pre_stream_throttling_is_retried_then_429_with_retry_after(make_client: Any) -> None:
+    def throttled(t: Target, p: Payload) -> Any:
+        raise UpstreamThrottled("endpoint x is throttled", retry_after=0.01)
+
+    client, fake = make_client(throttled)
+    resp = await client.post("/v1/chat/completions", json=chat("llama3-8b", stream=True))
+    assert resp.status_code == 429 and resp.headers["retry-after"] == "1"
+    assert resp.json()["error"]["type"] == "rate_limit_error"
+    assert len(fake.calls) == 3
+
+
+async def test_prompt_over_the_neuron_budget_is_400_with_both_numbers(make_client: Any) -> None:
+    client, fake = make_client(lambda t, p: RawResponse(b"{}", "application/json"))
+    resp = await client.post("/v1/completions", json={"model": "llama2-13b-neuron", "prompt": "word " * 2000,
+                                                      "max_tokens": 100})
+    error = resp.json()["error"]
+    assert resp.status_code == 400 and error["code"] == "context_length_exceeded"
+    assert "2048" in error["message"] and "100" in error["message"] and fake.calls == []
+
+
+@pytest.mark.parametrize(("body", "param", "fragment"), [
+    (b"{not json", None, "not valid JSON"),
+    (b"[1, 2]", None, "JSON object"),
+    (orjson.dumps(chat("llama3-8b", temperature=3)), "temperature", "less than or equal to 2"),
+    (orjson.dumps(chat("llama3-8b", bogus=1)), "bogus", "unknown parameter"),
+    (orjson.dumps(chat("llama3-8b", max_tokens=5, max_completion_tokens=6)), "max_tokens", "one parameter"),
+    (orjson.dumps(chat("llama3-8b", tools=[{"type": "function"}])), "tools", "tool calling"),
+    (orjson.dumps(chat("llama3-8b", stop=["a", "b", "c", "d", "e"])), "stop", "at most 4"),
+    (orjson.dumps({"model": "llama3-8b", "messages": []}), "messages", "at least 1"),
+    (orjson.dumps({"model": "llama3-8b", "prompt": ["a", "b"]}), None, "one prompt"),
+    (orjson.dumps(chat("llama2-7b-chat", messages=[{"role": "assistant", "content": "x"}])), "messages", "role"),
+    (orjson.dumps(chat("llama3-8b", n=2, stream=True)), "n", "cannot be streamed"),
+])
+async def test_bad_input_is_400_naming_what_to_change(make_client: Any, body: bytes, param: str | None,
+                                                      fragment: str) -> None:
+    client, fake = make_client(lambda t, p: RawResponse(b"{}", "application/json"))
+    path = "/v1/completions" if b'"prompt"' in body else "/v1/chat/completions"
+    resp = await client.post(path, content=body, headers={"content-type": "application/json"})
+    assert resp.status_code == 400, resp.text
+    error = resp.json()["error"]
+    assert fragment in error["message"] and error["type"] == "invalid_request_error"
+    if param:
+        assert error["param"] == param
+    assert fake.calls == []
+
+
+async def test_body_over_the_limit_is_413(make_client: Any) -> None:
+    client, _ = make_client(lambda t, p: RawResponse(b"{}", "application/json"))
+    resp = await client.post("/v1/completions", json={"model": "llama3-8b", "prompt": "x" * (5 * 1024 * 1024)})
+    assert resp.status_code == 413 and "limit" in resp.json()["error"]["message"]
+
+
+async def test_unexpected_failure_is_500_without_internals(make_client: Any) -> None:
+    def broken(t: Target, p: Payload) -> Any:
+        raise RuntimeError("secret-internal-detail at /srv/x.py line 3")
+
+    client, _ = make_client(broken)
+    resp = await client.post("/v1/chat/completions", json=chat("llama3-8b"))
+    assert resp.status_code == 500
+    assert "secret-internal-detail" not in resp.text and "Traceback" not in resp.text
+    assert resp.headers["x-request-id"] in resp.json()["error"]["message"]
+
+
+async def test_model_error_message_is_redacted(make_client: Any) -> None:
+    def failing(t: Target, p: Payload) -> Any:
+        raise UpstreamModelError("the container said no; see arn:aws:logs:us-east-1:123456789012:log-group:x")
+
+    client, _ = make_client(failing)
+    resp = await client.post("/v1/chat/completions", json=chat("llama3-8b"))
+    assert resp.status_code == 502
+    # the transport redacts upstream text; the gateway must not add anything back
+    assert resp.json()["error"]["code"] == "model_error"
+
+
+async def test_headers_on_a_successful_answer(make_client: Any) -> None:
+    body = orjson.dumps([{"generated_text": " Hi!", "details": {"finish_reason": "eos_token", "generated_tokens": 2,
+                                                               "prefill": [{"id": 1}, {"id": 2}, {"id": 3}]}}])
+    client, _ = make_client(lambda t, p: RawResponse(body, "application/json"))
+    resp = await client.post("/v1/chat/completions", json=chat("llama3-8b"))
+    assert resp.headers["x-jumpgate-endpoint"] == "llama3-8b-g5"
+    assert resp.headers["x-jumpgate-token-source"] == "backend"
+    assert float(resp.headers["x-jumpgate-cost-usd"]) >= 0
+    assert resp.json()["usage"] == {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+
+
+async def aiter_list(items: Sequence[bytes]) -> AsyncIterator[bytes]:
+    for item in items:
+        yield item
