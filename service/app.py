@@ -18,6 +18,7 @@ from service.catalog import build_catalog
 from service.config import Config
 from service.errors import GatewayError, InternalError, response_headers, to_openai_body
 from service.gateway import Gateway
+from service.metrics import Metrics
 from service.transport.base import Transport
 
 log = logging.getLogger("jumpgate")
@@ -25,11 +26,14 @@ log = logging.getLogger("jumpgate")
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
-def create_app(config: Config, *, transport: Transport | None = None,
+def create_app(config: Config, *, transport: Transport | None = None, metrics: Metrics | None = None,
                credentials_ready: Callable[[], bool] | None = None) -> FastAPI:
     if transport is None:
         transport, credentials_ready = _sagemaker_transport(config)
-    gateway = Gateway(build_catalog(config), transport)
+    catalog = build_catalog(config)
+    metrics = metrics or Metrics()
+    metrics.describe_endpoints(catalog)
+    gateway = Gateway(catalog, transport, metrics=metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -9,19 +9,25 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from service.canonical import Choice, Decoded, FinishReason, Generation, GenerationRequest, SamplingParams
 from service.catalog import Catalog, Endpoint
+from service.errors import UpstreamError
+from service.metrics import Metrics
 from service.params import Subject, Support, WireParams, normalize
 from service.prompting import render_text
 from service.routing import choose
 from service.stops import cut_at_stop
 from service.streaming import GatewayStream, open_stream
 from service.tokens import estimate_tokens, resolve_usage
+from service.trace import Trace
 from service.transport.base import Payload, RawResponse, Transport
 from service.transport.retry import RetryPolicy, call_with_retries
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,17 +49,21 @@ class CallResult:
 
 
 class Gateway:
-    def __init__(self, catalog: Catalog, transport: Transport, *, retry: RetryPolicy | None = None,
-                 rng: random.Random | None = None, clock: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(self, catalog: Catalog, transport: Transport, *, metrics: Metrics | None = None,
+                 retry: RetryPolicy | None = None, rng: random.Random | None = None,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
         self.catalog = catalog
         self.transport = transport
+        self.metrics = metrics or Metrics()
         self.retry = retry or RetryPolicy()
         self.rng = rng or random.Random()
         self.clock = clock
 
-    def plan(self, req: GenerationRequest) -> Plan:
+    def plan(self, req: GenerationRequest, trace: Trace | None = None) -> Plan:
         """Route, normalize and encode. Raises the 4xx errors before anything is sent."""
         model = self.catalog.model(req.model)
+        if trace is not None:
+            trace.model = model.name
         params = req.params.with_defaults(model.defaults)
         max_new = params.max_new_tokens or 0
         texts: dict[str, str] = {}
@@ -67,25 +77,49 @@ class Gateway:
         adapter = ep.adapter
         wire = normalize(params, adapter.rules, adapter.sampling, Subject(ep.id, ep.schema, model.name),
                          policy=model.policy, stream=req.stream)
+        if trace is not None:
+            trace.endpoint, trace.schema, trace.accelerator = ep.id, ep.schema, ep.accelerator
         payloads = tuple(adapter.encode(req, ep.spec, w) for w in self._fan_out(ep, params, wire))
         return Plan(ep, params, wire, payloads, prompt_text(ep))
 
-    async def generate(self, req: GenerationRequest) -> Generation:
+    async def generate(self, req: GenerationRequest, trace: Trace | None = None) -> Generation:
         started = self.clock()
-        plan = self.plan(req)
+        plan = self.plan(req, trace)
         results = await asyncio.gather(*(self.call(plan.endpoint, p) for p in plan.payloads))
         decoded = [plan.endpoint.adapter.decode(r.raw) for r in results]
-        return self._answer(plan, decoded, results, started)
+        gen = self._answer(plan, decoded, results, started)
+        if trace is not None:
+            trace.upstream_seconds, trace.usage, trace.cost_usd = gen.upstream_seconds, gen.usage, gen.cost_usd
+        return gen
 
-    async def open_stream(self, req: GenerationRequest) -> GatewayStream:
+    async def open_stream(self, req: GenerationRequest, trace: Trace | None = None) -> GatewayStream:
         """Open a streaming request; errors before the first upstream byte raise here (see streaming.py)."""
-        return await open_stream(self, req)
+        return await open_stream(self, req, trace)
 
     async def call(self, ep: Endpoint, payload: Payload) -> CallResult:
         """One upstream call with retries (each attempt signed anew by the transport)."""
         started = self.clock()
-        raw, attempts = await call_with_retries(lambda: self.transport.invoke(ep.target, payload), self.retry)
+        inflight = self.metrics.inflight.labels(ep.id)
+        inflight.inc()
+        try:
+            raw, attempts = await self.with_retries(ep, lambda: self.transport.invoke(ep.target, payload))
+        finally:
+            inflight.dec()
         return CallResult(raw, attempts, self.clock() - started)
+
+    async def with_retries(self, ep: Endpoint, attempt: Callable[[], Awaitable[T]]) -> tuple[T, int]:
+        """Retry `attempt` under the policy, counting failed attempts and retries per endpoint."""
+        async def counted() -> T:
+            try:
+                return await attempt()
+            except UpstreamError as exc:
+                self.metrics.upstream_errors.labels(ep.id, exc.kind).inc()
+                raise
+
+        def retried(exc: UpstreamError, _: int) -> None:
+            self.metrics.retries.labels(ep.id, exc.kind).inc()
+
+        return await call_with_retries(counted, self.retry, on_retry=retried)
 
     def _fan_out(self, ep: Endpoint, params: SamplingParams, wire: WireParams) -> list[WireParams]:
         """n > 1 on a schema without native n: n calls, with distinct seeds where the schema takes one."""

@@ -25,8 +25,8 @@ from service.catalog import Endpoint
 from service.errors import InvalidParam, UpstreamStreamError
 from service.stops import StopScanner
 from service.tokens import estimate_tokens, resolve_usage
+from service.trace import Trace
 from service.transport.base import Payload, Transport
-from service.transport.retry import call_with_retries
 
 if TYPE_CHECKING:
     from service.gateway import Gateway, Plan
@@ -51,6 +51,8 @@ class GatewayStream:
     gateway: Gateway
     closers: tuple[AsyncIterator[object], ...] = ()
     timings: StreamTimings = field(default_factory=StreamTimings)
+    trace: Trace | None = None
+    holds_slot: bool = False  # counted in the endpoint's in-flight gauge until closed
 
     @property
     def endpoint(self) -> Endpoint:
@@ -85,13 +87,29 @@ class GatewayStream:
         yield self._final(end, "".join(texts), scanner.stopped)
 
     async def aclose(self) -> None:
-        clock = self.gateway.clock
-        if self.timings.ended is None:
-            self.timings.ended = clock()
-        for it in (self.source, *self.closers):
-            aclose = getattr(it, "aclose", None)
-            if aclose is not None:
-                await aclose()
+        """Close the upstream (idempotent): releases the connection and the in-flight slot."""
+        if self.timings.ended is not None:
+            return
+        self.timings.ended = self.gateway.clock()
+        try:
+            for it in (self.source, *self.closers):
+                aclose = getattr(it, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+        finally:
+            if self.holds_slot:
+                self.gateway.metrics.inflight.labels(self.endpoint.id).dec()
+            self._fill_trace()
+
+    def _fill_trace(self) -> None:
+        t, tm = self.trace, self.timings
+        if t is None:
+            return
+        t.upstream_seconds = (tm.ended or tm.opened) - tm.opened
+        if tm.first_token is not None:
+            t.first_token_seconds = tm.first_token - t.started
+            if tm.tokens > 1 and tm.last_token is not None:
+                t.per_token_seconds = (tm.last_token - tm.first_token) / (tm.tokens - 1)
 
     def _mark_token(self) -> None:
         now = self.gateway.clock()
@@ -113,11 +131,14 @@ class GatewayStream:
             full = estimate_tokens(text) >= (self.plan.params.max_new_tokens or 0)
             reason = FinishReason.LENGTH if full else FinishReason.STOP
         seconds = (self.timings.ended or self.timings.opened) - self.timings.opened
-        return StreamFinal(reason, usage, attributed_cost(self.endpoint, seconds))
+        final = StreamFinal(reason, usage, attributed_cost(self.endpoint, seconds))
+        if self.trace is not None:
+            self.trace.usage, self.trace.cost_usd = usage, final.cost_usd
+        return final
 
 
-async def open_stream(gateway: Gateway, req: GenerationRequest) -> GatewayStream:
-    plan = gateway.plan(req)
+async def open_stream(gateway: Gateway, req: GenerationRequest, trace: Trace | None = None) -> GatewayStream:
+    plan = gateway.plan(req, trace)
     ep = plan.endpoint
     if plan.params.n > 1:
         raise InvalidParam(f"n > 1 cannot be streamed from endpoint '{ep.id}' (schema {ep.schema}): "
@@ -126,11 +147,18 @@ async def open_stream(gateway: Gateway, req: GenerationRequest) -> GatewayStream
     if not ep.adapter.can_stream:
         result = await gateway.call(ep, plan.payloads[0])
         source = _replay(ep.adapter.decode(result.raw))
-        return GatewayStream(plan, result.attempts, source, gateway, timings=StreamTimings(opened))
-    (parts, first), attempts = await call_with_retries(
-        lambda: _open(gateway.transport, ep, plan.payloads[0]), gateway.retry)
+        return GatewayStream(plan, result.attempts, source, gateway, timings=StreamTimings(opened), trace=trace)
+    inflight = gateway.metrics.inflight.labels(ep.id)
+    inflight.inc()  # released in GatewayStream.aclose, or below if the stream never opens
+    try:
+        (parts, first), attempts = await gateway.with_retries(
+            ep, lambda: _open(gateway.transport, ep, plan.payloads[0]))
+    except BaseException:
+        inflight.dec()
+        raise
     decoded = _decode(ep, first, parts)
-    return GatewayStream(plan, attempts, decoded, gateway, (parts,), StreamTimings(opened))
+    return GatewayStream(plan, attempts, decoded, gateway, (parts,), StreamTimings(opened), trace=trace,
+                         holds_slot=True)
 
 
 async def _open(transport: Transport, ep: Endpoint, payload: Payload) -> tuple[AsyncIterator[bytes], bytes]:

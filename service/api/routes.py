@@ -4,10 +4,12 @@ to the OpenAI error shape by the one handler in `service.app`.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 from starlette.responses import Response, StreamingResponse
 
@@ -16,38 +18,56 @@ from service.api.openai_models import ChatCompletionRequest, CompletionRequest, 
 from service.api.sse import sse_frames
 from service.api.wire import parse_body
 from service.canonical import Generation, GenerationRequest
+from service.errors import GatewayError
 from service.gateway import Gateway
+from service.trace import Trace
 
 router = APIRouter()
 
 Renderer = Callable[[GenerationRequest, Generation], dict[str, Any]]
 
 
-async def _serve(request: Request, wire_model: type[BaseModel], renderer: Renderer) -> Response:
+async def _serve(request: Request, api: str, wire_model: type[BaseModel], renderer: Renderer) -> Response:
+    """Parse, call the gateway, render; the trace is recorded here, or by the stream when one was opened."""
     gateway: Gateway = request.app.state.gateway
-    wire = parse_body(await request.body(), wire_model)
-    req: GenerationRequest = wire.to_canonical(request.state.request_id)  # type: ignore[attr-defined]
-    if req.stream:
-        stream = await gateway.open_stream(req)
-        return StreamingResponse(sse_frames(req, stream), media_type="text/event-stream",
-                                 headers=render.stream_headers(stream))
-    gen = await gateway.generate(req)
-    return render.JSONResponse(renderer(req, gen), headers=render.headers(gen))
+    trace = Trace(api)
+    handed_to_stream = False
+    try:
+        wire = parse_body(await request.body(), wire_model)
+        req: GenerationRequest = wire.to_canonical(request.state.request_id)  # type: ignore[attr-defined]
+        trace.stream = req.stream
+        if req.stream:
+            stream = await gateway.open_stream(req, trace)
+            handed_to_stream = True
+            return StreamingResponse(sse_frames(req, stream, gateway.metrics, trace), media_type="text/event-stream",
+                                     headers=render.stream_headers(stream))
+        gen = await gateway.generate(req, trace)
+        return render.JSONResponse(renderer(req, gen), headers=render.headers(gen))
+    except GatewayError as err:
+        trace.note_error(err)
+        raise
+    except Exception:
+        trace.status, trace.error = 500, "internal_error"
+        raise
+    finally:
+        if not handed_to_stream:
+            trace.finished = time.perf_counter()
+            gateway.metrics.record(trace)
 
 
 @router.post("/v1/chat/completions")
 async def chat_completions(request: Request) -> Response:
-    return await _serve(request, ChatCompletionRequest, render.chat_completion)
+    return await _serve(request, "chat", ChatCompletionRequest, render.chat_completion)
 
 
 @router.post("/v1/completions")
 async def completions(request: Request) -> Response:
-    return await _serve(request, CompletionRequest, render.completion)
+    return await _serve(request, "completions", CompletionRequest, render.completion)
 
 
 @router.post("/v1/generate")
 async def generate(request: Request) -> Response:
-    return await _serve(request, GenerateRequest, render.native)
+    return await _serve(request, "generate", GenerateRequest, render.native)
 
 
 @router.get("/v1/models")
@@ -68,6 +88,12 @@ async def models(request: Request) -> render.JSONResponse:
             ],
         })
     return render.JSONResponse({"object": "list", "data": data})
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    gateway: Gateway = request.app.state.gateway
+    return Response(generate_latest(gateway.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/healthz")

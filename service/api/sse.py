@@ -17,7 +17,9 @@ import orjson
 from service.api.render import usage_body
 from service.canonical import GenerationRequest, StreamFinal, TokenDelta
 from service.errors import GatewayError, InternalError, to_openai_body
+from service.metrics import Metrics
 from service.streaming import GatewayStream
+from service.trace import Trace
 
 log = logging.getLogger("jumpgate.sse")
 
@@ -94,8 +96,12 @@ SHAPES: dict[str, Callable[[GenerationRequest, GatewayStream], ChunkShape]] = {
 }
 
 
-async def sse_frames(req: GenerationRequest, stream: GatewayStream) -> AsyncIterator[bytes]:
+async def sse_frames(req: GenerationRequest, stream: GatewayStream, metrics: Metrics,
+                     trace: Trace) -> AsyncIterator[bytes]:
+    """The response body of a streaming request. Records the trace when the stream ends, however it ends:
+    finished, failed mid-stream, or abandoned by the client (status 499, the usual "client closed")."""
     shape = SHAPES[req.api](req, stream)
+    completed = False
     try:
         for chunk in shape.opening():
             yield frame(chunk)
@@ -105,12 +111,21 @@ async def sse_frames(req: GenerationRequest, stream: GatewayStream) -> AsyncIter
             else:
                 for chunk in shape.final(event):
                     yield frame(chunk)
+        completed = True
         yield DONE
     except GatewayError as err:
+        completed = True
+        trace.note_error(err)
         log.warning("stream %s ended with %s: %s", req.request_id, err.code, err.message)
         yield frame(to_openai_body(err))
     except Exception:
+        completed = True
+        trace.status, trace.error = 500, "internal_error"
         log.exception("stream %s failed unexpectedly", req.request_id)
         yield frame(to_openai_body(InternalError(f"internal error; quote request id {req.request_id}")))
     finally:
         await stream.aclose()
+        if not completed:
+            trace.status, trace.disconnected = 499, True
+        trace.finished = time.perf_counter()
+        metrics.record(trace)

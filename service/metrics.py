@@ -1,0 +1,84 @@
+"""Every Prometheus series of the metrics contract (DESIGN.md), its labels and buckets, in one table.
+
+`Metrics.record(trace)` is called once per request; gauges (in-flight, endpoint price) and counters of
+events inside a request (retries, upstream errors, fallbacks) have their own small methods. Label
+values are bounded: configured model and endpoint ids, API names, status codes, error codes; an
+unconfigured model is `unknown`, never the client's string.
+
+Buckets: requests and upstream calls span milliseconds to minutes (LLM answers take seconds, long
+generations minutes); gateway overhead is sub-millisecond to 100 ms; time to first token 10 ms to 30 s;
+time per output token 1 ms to 1 s.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from service.catalog import Catalog
+from service.trace import Trace
+
+REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300)
+OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
+TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30)
+TPOT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.5, 1)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("jumpgate_requests", "Requests by outcome", ["model", "endpoint", "api", "status"],
+                                registry=r)
+        self.request_duration = Histogram(
+            "jumpgate_request_duration_seconds", "Whole request, as the client saw it",
+            ["model", "endpoint", "api", "stream"], buckets=REQUEST_BUCKETS, registry=r)
+        self.upstream_duration = Histogram(
+            "jumpgate_upstream_duration_seconds", "SageMaker calls, all attempts of a request",
+            ["endpoint", "schema", "accelerator"], buckets=REQUEST_BUCKETS, registry=r)
+        self.overhead = Histogram("jumpgate_overhead_seconds", "Gateway time minus upstream time", ["api"],
+                                  buckets=OVERHEAD_BUCKETS, registry=r)
+        self.ttft = Histogram("jumpgate_time_to_first_token_seconds", "Streaming: request start to first token",
+                              ["model", "endpoint", "accelerator"], buckets=TTFT_BUCKETS, registry=r)
+        self.tpot = Histogram("jumpgate_time_per_output_token_seconds", "Streaming: mean time between tokens",
+                              ["model", "endpoint", "accelerator"], buckets=TPOT_BUCKETS, registry=r)
+        self.tokens = Counter("jumpgate_tokens", "Tokens by direction and how they were counted",
+                              ["model", "endpoint", "direction", "source"], registry=r)
+        self.cost = Counter("jumpgate_cost_usd", "Attributed cost (see README: Cost)", ["model", "endpoint", "tenant"],
+                            registry=r)
+        self.price = Gauge("jumpgate_endpoint_price_per_hour_usd", "Hourly price x instance count",
+                           ["endpoint", "instance_type", "accelerator"], registry=r)
+        self.inflight = Gauge("jumpgate_inflight_requests", "Upstream calls in flight", ["endpoint"], registry=r)
+        self.upstream_errors = Counter("jumpgate_upstream_errors", "Failed upstream attempts", ["endpoint", "error"],
+                                       registry=r)
+        self.retries = Counter("jumpgate_retries", "Upstream retries", ["endpoint", "reason"], registry=r)
+        self.fallbacks = Counter("jumpgate_fallbacks", "Requests moved to another endpoint",
+                                 ["model", "from_endpoint", "to_endpoint"], registry=r)
+        self.rejected = Counter("jumpgate_rejected", "Requests refused by the gateway", ["model", "reason"],
+                                registry=r)
+
+    def describe_endpoints(self, catalog: Catalog) -> None:
+        """Set the price gauges and create each endpoint's series, so dashboards show zeros, not gaps."""
+        for ep in catalog.endpoints.values():
+            self.price.labels(ep.id, ep.instance_type, ep.accelerator).set(ep.endpoint_price_per_hour)
+            self.inflight.labels(ep.id).set(0)
+
+    def record(self, t: Trace) -> None:
+        total = (t.finished or t.started) - t.started
+        self.requests.labels(t.model, t.endpoint, t.api, str(t.status)).inc()
+        self.request_duration.labels(t.model, t.endpoint, t.api, "true" if t.stream else "false").observe(total)
+        if t.rejected is not None:
+            self.rejected.labels(t.model, t.rejected).inc()
+        if t.endpoint == "none":
+            return
+        self.upstream_duration.labels(t.endpoint, t.schema, t.accelerator).observe(t.upstream_seconds)
+        self.overhead.labels(t.api).observe(max(0.0, total - t.upstream_seconds))
+        if t.first_token_seconds is not None:
+            self.ttft.labels(t.model, t.endpoint, t.accelerator).observe(t.first_token_seconds)
+        if t.per_token_seconds is not None:
+            self.tpot.labels(t.model, t.endpoint, t.accelerator).observe(t.per_token_seconds)
+        if t.usage is not None:
+            source = t.usage.source.value
+            self.tokens.labels(t.model, t.endpoint, "prompt", source).inc(t.usage.prompt_tokens)
+            self.tokens.labels(t.model, t.endpoint, "completion", source).inc(t.usage.completion_tokens)
+        if t.cost_usd:
+            self.cost.labels(t.model, t.endpoint, t.tenant).inc(t.cost_usd)

@@ -1,0 +1,41 @@
+"""One mutable record per request, filled by the api, gateway and stream as the request goes, and
+recorded into the metrics exactly once, in a `finally` (so failures and disconnects are counted too).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from service.canonical import Usage
+from service.errors import GatewayError, UpstreamError
+
+UNKNOWN = "unknown"  # label value for a model that is not configured (keeps label values bounded)
+NONE = "none"        # label value when no endpoint was chosen
+
+
+@dataclass(slots=True)
+class Trace:
+    api: str
+    started: float = field(default_factory=time.perf_counter)
+    stream: bool = False
+    model: str = UNKNOWN
+    tenant: str = "anonymous"
+    endpoint: str = NONE
+    schema: str = NONE
+    accelerator: str = NONE
+    status: int = 200
+    error: str | None = None        # bounded error code, for the failure that ended the request
+    rejected: str | None = None     # why the gateway refused it (error code), for jumpgate_rejected_total
+    upstream_seconds: float = 0.0
+    first_token_seconds: float | None = None   # from request start
+    per_token_seconds: float | None = None
+    usage: Usage | None = None
+    cost_usd: float = 0.0
+    disconnected: bool = False
+    finished: float | None = None
+
+    def note_error(self, err: GatewayError) -> None:
+        self.status, self.error = err.status, err.code
+        if err.status < 500 and not isinstance(err, UpstreamError):
+            self.rejected = err.code  # refused by the gateway itself, before or instead of an upstream call
