@@ -14,6 +14,7 @@ from service.canonical import SamplingParams
 from service.config import DEFAULT_MAX_NEW_TOKENS, Config, EndpointConfig, ModelConfig
 from service.errors import ModelNotFound
 from service.params import Policy
+from service.tokens import ESTIMATE, LocalTokenizer, TokenCounter
 from service.transport.base import Target
 
 
@@ -30,6 +31,7 @@ class Endpoint:
     accelerator: str
     max_concurrency: int
     context_length: int | None
+    counter: TokenCounter = ESTIMATE
 
     @property
     def endpoint_price_per_hour(self) -> float:
@@ -79,6 +81,7 @@ def _endpoint(eid: str, ep: EndpointConfig) -> Endpoint:
         accelerator=cost.accelerator_for(ep.instance_type),
         max_concurrency=ep.max_concurrency,
         context_length=ep.context_length,
+        counter=LocalTokenizer(ep.tokenizer) if ep.tokenizer else ESTIMATE,
     )
 
 

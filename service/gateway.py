@@ -22,7 +22,7 @@ from service.prompting import render_text
 from service.routing import choose
 from service.stops import cut_at_stop
 from service.streaming import GatewayStream, open_stream
-from service.tokens import estimate_tokens, resolve_usage
+from service.tokens import TokenCounter, resolve_usage
 from service.trace import Trace
 from service.transport.base import Payload, RawResponse, Transport
 from service.transport.retry import RetryPolicy, call_with_retries
@@ -73,7 +73,7 @@ class Gateway:
                 texts[ep.id] = render_text(req, ep.spec)
             return texts[ep.id]
 
-        ep = choose(model, lambda e: estimate_tokens(prompt_text(e)), max_new, self.rng)
+        ep = choose(model, lambda e: e.counter.count(prompt_text(e)), max_new, self.rng)
         adapter = ep.adapter
         wire = normalize(params, adapter.rules, adapter.sampling, Subject(ep.id, ep.schema, model.name),
                          policy=model.policy, stream=req.stream)
@@ -134,8 +134,8 @@ class Gateway:
 
     def _answer(self, plan: Plan, decoded: list[Decoded], results: list[CallResult], started: float) -> Generation:
         merged = _merge(decoded)
-        choices = tuple(_finish(c, i, plan.params) for i, c in enumerate(merged.choices))
-        usage = resolve_usage(merged, plan.prompt_text, [c.text for c in merged.choices])
+        choices = tuple(_finish(c, i, plan.params, plan.endpoint.counter) for i, c in enumerate(merged.choices))
+        usage = resolve_usage(merged, plan.prompt_text, [c.text for c in merged.choices], plan.endpoint.counter)
         upstream = sum(r.seconds for r in results)
         ep = plan.endpoint
         return Generation(
@@ -167,12 +167,12 @@ def _merge(decoded: list[Decoded]) -> Decoded:
     )
 
 
-def _finish(choice: Choice, index: int, params: SamplingParams) -> Choice:
+def _finish(choice: Choice, index: int, params: SamplingParams, counter: TokenCounter) -> Choice:
     text, stopped = cut_at_stop(choice.text, params.stop)
     if stopped:
         return Choice(text, FinishReason.STOP, index)
     reason = choice.finish_reason
     if reason is None:  # the container does not say: infer from the estimated length
-        full = estimate_tokens(choice.text) >= (params.max_new_tokens or 0)
+        full = counter.count(choice.text) >= (params.max_new_tokens or 0)
         reason = FinishReason.LENGTH if full else FinishReason.STOP
     return Choice(text, reason, index)

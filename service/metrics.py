@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from service.amortized import TokenWindow
 from service.catalog import Catalog
 from service.trace import Trace
 
@@ -24,8 +25,9 @@ TPOT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1,
 
 
 class Metrics:
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, window: TokenWindow | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        self.window = window or TokenWindow()
         r = self.registry
         self.requests = Counter("jumpgate_requests", "Requests by outcome", ["model", "endpoint", "api", "status"],
                                 registry=r)
@@ -80,5 +82,6 @@ class Metrics:
             source = t.usage.source.value
             self.tokens.labels(t.model, t.endpoint, "prompt", source).inc(t.usage.prompt_tokens)
             self.tokens.labels(t.model, t.endpoint, "completion", source).inc(t.usage.completion_tokens)
+            self.window.add(t.endpoint, t.usage.total_tokens)
         if t.cost_usd:
             self.cost.labels(t.model, t.endpoint, t.tenant).inc(t.cost_usd)

@@ -24,7 +24,7 @@ from service.canonical import (
 from service.catalog import Endpoint
 from service.errors import InvalidParam, UpstreamStreamError
 from service.stops import StopScanner
-from service.tokens import estimate_tokens, resolve_usage
+from service.tokens import resolve_usage
 from service.trace import Trace
 from service.transport.base import Payload, Transport
 
@@ -122,13 +122,14 @@ class GatewayStream:
         from service.gateway import attributed_cost
 
         decoded = Decoded((), end.prompt_tokens if end else None, end.completion_tokens if end else None)
-        usage = resolve_usage(decoded, self.plan.prompt_text, [text])
+        counter = self.endpoint.counter
+        usage = resolve_usage(decoded, self.plan.prompt_text, [text], counter)
         if stopped:
             reason = FinishReason.STOP
         elif end is not None and end.finish_reason is not None:
             reason = end.finish_reason
         else:
-            full = estimate_tokens(text) >= (self.plan.params.max_new_tokens or 0)
+            full = counter.count(text) >= (self.plan.params.max_new_tokens or 0)
             reason = FinishReason.LENGTH if full else FinishReason.STOP
         seconds = (self.timings.ended or self.timings.opened) - self.timings.opened
         final = StreamFinal(reason, usage, attributed_cost(self.endpoint, seconds))

@@ -73,6 +73,7 @@ async def generate(request: Request) -> Response:
 @router.get("/v1/models")
 async def models(request: Request) -> render.JSONResponse:
     gateway: Gateway = request.app.state.gateway
+    window = gateway.metrics.window
     data = []
     for name, model in sorted(gateway.catalog.models.items()):
         data.append({
@@ -83,7 +84,9 @@ async def models(request: Request) -> render.JSONResponse:
                  "accelerator": ep.accelerator, "instance_type": ep.instance_type,
                  "instance_count": ep.instance_count, "context_length": ep.context_length,
                  "max_concurrency": ep.max_concurrency, "price_per_hour_usd": ep.endpoint_price_per_hour,
-                 "streaming": ep.adapter.can_stream}
+                 "streaming": ep.adapter.can_stream,
+                 "amortized_cost_per_1m_tokens_usd": window.cost_per_million(ep.id, ep.endpoint_price_per_hour),
+                 "amortized_window_s": window.window_s}
                 for ep, weight in model.targets
             ],
         })
