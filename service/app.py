@@ -33,7 +33,7 @@ def create_app(config: Config, *, transport: Transport | None = None, metrics: M
     catalog = build_catalog(config)
     metrics = metrics or Metrics()
     metrics.describe_endpoints(catalog)
-    gateway = Gateway(catalog, transport, metrics=metrics)
+    gateway = Gateway(catalog, transport, metrics=metrics, resilience=config.resilience)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -86,6 +86,7 @@ class GenerationRequest:
     stream: bool = False
     include_usage: bool = False
     request_id: str = ""
+    timeout_s: float | None = None  # the client's own deadline (x-jumpgate-timeout-s); can only shorten
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,7 @@ class Endpoint:
     accelerator: str
     max_concurrency: int
     context_length: int | None
+    max_wait_s: float = 1.0
     counter: TokenCounter = ESTIMATE
 
     @property
@@ -81,6 +82,7 @@ def _endpoint(eid: str, ep: EndpointConfig) -> Endpoint:
         accelerator=cost.accelerator_for(ep.instance_type),
         max_concurrency=ep.max_concurrency,
         context_length=ep.context_length,
+        max_wait_s=ep.max_wait_s,
         counter=LocalTokenizer(ep.tokenizer) if ep.tokenizer else ESTIMATE,
     )
 

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from service import cost, templates
 from service.canonical import SamplingParams
+from service.config_resilience import ResilienceConfig, ShadowConfig, ShadowLogConfig
 
 #: Applied by the gateway when neither the client nor the model's defaults give max_new_tokens: the
 #: containers' own defaults (20 in TGI, 30 in LMI) cut answers off mid-sentence and surprise users.
@@ -128,6 +129,7 @@ class EndpointConfig(BaseModel):
     target_variant: _SageMakerName | None = None
     inference_component: _ComponentName | None = None
     timeout_s: float = Field(70, gt=0, allow_inf_nan=False)
+    max_wait_s: float = Field(1.0, ge=0, allow_inf_nan=False)
     #: path to the model's tokenizer.json, for exact local token counts
     tokenizer: str | None = None
 
@@ -201,6 +203,7 @@ class ModelConfig(BaseModel):
     targets: list[TargetConfig] = Field(min_length=1)
     defaults: ParamDefaults = ParamDefaults()
     unsupported_params: Literal["reject", "drop"] = "reject"
+    shadow: ShadowConfig | None = None
 
     @field_validator("targets")
     @classmethod
@@ -215,6 +218,8 @@ class Config(BaseModel):
     aws: AwsConfig
     endpoints: dict[str, EndpointConfig] = Field(min_length=1)
     models: dict[str, ModelConfig] = Field(min_length=1)
+    resilience: ResilienceConfig = ResilienceConfig()
+    shadow_log: ShadowLogConfig | None = None
 
     @model_validator(mode="after")
     def _cross_checks(self, info: ValidationInfo) -> Config:
@@ -245,6 +250,11 @@ def _target_problems(models: Any, endpoints: Mapping[str, Any], source: str) -> 
             if isinstance(ref, str) and ref not in endpoints:
                 yield Problem(source, f"models.{name}.targets[{i}].endpoint",
                               f"no endpoint {ref!r} is defined; known endpoints: {known}")
+        shadow = model.get("shadow") if isinstance(model, Mapping) else None
+        ref = shadow.get("endpoint") if isinstance(shadow, Mapping) else None
+        if isinstance(ref, str) and ref not in endpoints:
+            yield Problem(source, f"models.{name}.shadow.endpoint",
+                          f"no endpoint {ref!r} is defined; known endpoints: {known}")
 
 
 def _price_problems(eid: str, ep: Any, source: str) -> Iterator[Problem]:

@@ -1,39 +1,85 @@
-"""Choose the endpoint for a request: a weighted choice among the model's targets that can take it.
+"""Which endpoints may serve a request, in which order.
 
-An endpoint is left out when the estimated prompt plus max_new_tokens exceeds its `context_length`
-(Inferentia2 endpoints compiled for a fixed n_positions cut an over-long prompt silently instead of
-rejecting it, wire-formats.md 3.6). Capacity, circuit breakers and fallbacks come with the routing issue.
+An endpoint is dropped when it cannot serve the request: the estimated prompt plus max_new_tokens over
+its `context_length` (Inferentia2 endpoints compiled for a fixed n_positions cut an over-long prompt
+silently instead of rejecting it, wire-formats.md 3.6); a non-neutral parameter it does not support;
+an open circuit. The rest come in weighted random order, endpoints with a free slot first. When none is
+left: 503 with Retry-After if health removed some, otherwise the 400 that says why (budget and count,
+or the unsupported parameter).
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from dataclasses import dataclass
 
+from service.canonical import GenerationRequest, SamplingParams
+from service.capacity import Fleet
 from service.catalog import Endpoint, Model
-from service.errors import InvalidRequest
+from service.errors import GatewayError, InvalidRequest, NoEndpointAvailable
+from service.params import Subject, WireParams, normalize
+from service.prompting import render_text
 
 
-def choose(model: Model, prompt_tokens: Callable[[Endpoint], int], max_new_tokens: int,
-           rng: random.Random) -> Endpoint:
-    fitting = [(ep, w) for ep, w in model.targets if _fits(ep, prompt_tokens(ep), max_new_tokens)]
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    endpoint: Endpoint
+    weight: float
+    wire: WireParams
+    prompt_text: str
+
+
+def candidates(model: Model, req: GenerationRequest, params: SamplingParams, fleet: Fleet,
+               rng: random.Random) -> list[Candidate]:
+    fitting: list[Candidate] = []
+    refusals: list[GatewayError] = []
+    unhealthy: list[float] = []
+    for ep, weight in model.targets:
+        try:
+            fitting.append(_candidate(model, ep, weight, req, params))
+        except InvalidRequest as err:
+            refusals.append(err)
+            continue
+        breaker = fleet[ep.id].breaker
+        if not breaker.available():
+            fitting.pop()
+            unhealthy.append(breaker.retry_after())
     if not fitting:
-        raise _over_budget(model, prompt_tokens, max_new_tokens)
-    if len(fitting) == 1:
-        return fitting[0][0]
-    endpoints, weights = zip(*fitting, strict=True)
-    return rng.choices(endpoints, weights)[0]
+        raise _none_left(model, refusals, unhealthy)
+    ordered = _weighted_order(fitting, rng)
+    return sorted(ordered, key=lambda c: not fleet[c.endpoint.id].slots.free())  # stable: free ones first
 
 
-def _fits(ep: Endpoint, prompt: int, max_new_tokens: int) -> bool:
-    return ep.context_length is None or prompt + max_new_tokens <= ep.context_length
+def _candidate(model: Model, ep: Endpoint, weight: float, req: GenerationRequest,
+               params: SamplingParams) -> Candidate:
+    text = render_text(req, ep.spec)
+    max_new = params.max_new_tokens or 0
+    prompt = ep.counter.count(text)
+    if ep.context_length is not None and prompt + max_new > ep.context_length:
+        raise InvalidRequest(
+            f"the prompt ({prompt} tokens, {ep.counter.source.value}) plus max_tokens ({max_new}) is "
+            f"{prompt + max_new} tokens, over the {ep.context_length}-token context budget of endpoint "
+            f"'{ep.id}': shorten the prompt or lower max_tokens",
+            param="max_tokens", code="context_length_exceeded")
+    wire = normalize(params, ep.adapter.rules, ep.adapter.sampling, Subject(ep.id, ep.schema, model.name),
+                     policy=model.policy, stream=req.stream)
+    return Candidate(ep, weight, wire, text)
 
 
-def _over_budget(model: Model, prompt_tokens: Callable[[Endpoint], int], max_new_tokens: int) -> InvalidRequest:
-    ep = max((ep for ep, _ in model.targets), key=lambda e: e.context_length or 0)
-    prompt = prompt_tokens(ep)
-    return InvalidRequest(
-        f"the prompt (about {prompt} tokens, estimated) plus max_tokens ({max_new_tokens}) is "
-        f"{prompt + max_new_tokens} tokens, over the {ep.context_length}-token context budget of endpoint "
-        f"'{ep.id}', the largest of model '{model.name}': shorten the prompt or lower max_tokens",
-        param="max_tokens", code="context_length_exceeded")
+def _weighted_order(items: list[Candidate], rng: random.Random) -> list[Candidate]:
+    """A weighted shuffle: repeatedly draw by weight among the rest (Efraimidis-Spirakis keys)."""
+    if len(items) == 1:
+        return items
+    return sorted(items, key=lambda c: rng.random() ** (1.0 / c.weight), reverse=True)
+
+
+def _none_left(model: Model, refusals: list[GatewayError], unhealthy: list[float]) -> GatewayError:
+    if unhealthy:
+        return NoEndpointAvailable(
+            f"every endpoint of model '{model.name}' that could serve this request is failing and its circuit "
+            "is open; retry later", retry_after=max(1.0, min(unhealthy)))
+    if len(refusals) == 1 or (len({type(r) for r in refusals}) == 1 and len({r.param for r in refusals}) == 1):
+        return refusals[0]
+    reasons = "; ".join(r.message for r in refusals)
+    return InvalidRequest(f"no endpoint of model '{model.name}' can serve this request: {reasons}",
+                          param=refusals[0].param, code=refusals[0].code)

@@ -9,6 +9,7 @@ cannot stream are invoked normally and their answer is relayed as one delta.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager as AsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -26,7 +27,7 @@ from service.errors import InvalidParam, UpstreamStreamError
 from service.stops import StopScanner
 from service.tokens import resolve_usage
 from service.trace import Trace
-from service.transport.base import Payload, Transport
+from service.transport.base import Payload, Target, Transport
 
 if TYPE_CHECKING:
     from service.gateway import Gateway, Plan
@@ -52,7 +53,7 @@ class GatewayStream:
     closers: tuple[AsyncIterator[object], ...] = ()
     timings: StreamTimings = field(default_factory=StreamTimings)
     trace: Trace | None = None
-    holds_slot: bool = False  # counted in the endpoint's in-flight gauge until closed
+    hold: AsyncContextManager[None] | None = None  # the endpoint slot held while the stream is open
 
     @property
     def endpoint(self) -> Endpoint:
@@ -63,7 +64,7 @@ class GatewayStream:
         texts: list[str] = []
         end: StreamEnd | None = None
         try:
-            async for event in self.source:
+            async for event in self._checked_source():
                 if isinstance(event, StreamEnd):
                     end = event
                     break
@@ -86,6 +87,15 @@ class GatewayStream:
                 yield TokenDelta(tail)
         yield self._final(end, "".join(texts), scanner.stopped)
 
+    async def _checked_source(self) -> AsyncIterator[StreamEvent]:
+        """The source, telling the endpoint's circuit breaker about a stream that breaks midway."""
+        try:
+            async for event in self.source:
+                yield event
+        except UpstreamStreamError:
+            self.gateway.fleet[self.endpoint.id].breaker.record(failed=True)
+            raise
+
     async def aclose(self) -> None:
         """Close the upstream (idempotent): releases the connection and the in-flight slot."""
         if self.timings.ended is not None:
@@ -97,8 +107,8 @@ class GatewayStream:
                 if aclose is not None:
                     await aclose()
         finally:
-            if self.holds_slot:
-                self.gateway.metrics.inflight.labels(self.endpoint.id).dec()
+            if self.hold is not None:
+                await self.hold.__aexit__(None, None, None)
             self._fill_trace()
 
     def _fill_trace(self) -> None:
@@ -139,32 +149,38 @@ class GatewayStream:
 
 
 async def open_stream(gateway: Gateway, req: GenerationRequest, trace: Trace | None = None) -> GatewayStream:
-    plan = gateway.plan(req, trace)
-    ep = plan.endpoint
-    if plan.params.n > 1:
-        raise InvalidParam(f"n > 1 cannot be streamed from endpoint '{ep.id}' (schema {ep.schema}): "
-                           "send stream false, or n 1", param="n")
-    opened = gateway.clock()
-    if not ep.adapter.can_stream:
-        result = await gateway.call(ep, plan.payloads[0])
-        source = _replay(ep.adapter.decode(result.raw))
-        return GatewayStream(plan, result.attempts, source, gateway, timings=StreamTimings(opened), trace=trace)
-    inflight = gateway.metrics.inflight.labels(ep.id)
-    inflight.inc()  # released in GatewayStream.aclose, or below if the stream never opens
-    try:
-        (parts, first), attempts = await gateway.with_retries(
-            ep, lambda: _open(gateway.transport, ep, plan.payloads[0]))
-    except BaseException:
-        inflight.dec()
-        raise
-    decoded = _decode(ep, first, parts)
-    return GatewayStream(plan, attempts, decoded, gateway, (parts,), StreamTimings(opened), trace=trace,
-                         holds_slot=True)
+    """Try the candidates in order until one stream opens (its first PayloadPart arrived); a retryable
+    failure before that moves to the next candidate, as for non-streaming requests."""
+    deadline = gateway.deadline(req)
+    plans = gateway.candidates(req, trace)
+    if plans[0].params.n > 1:
+        raise InvalidParam("n > 1 cannot be streamed yet: send stream false, or n 1", param="n")
+
+    async def attempt(plan: Plan, last: bool) -> GatewayStream:
+        ep, opened = plan.endpoint, gateway.clock()
+        if not ep.adapter.can_stream:
+            result = await gateway.call(ep, plan.payloads[0], last=last, deadline=deadline)
+            source = _replay(ep.adapter.decode(result.raw))
+            return GatewayStream(plan, result.attempts, source, gateway, timings=StreamTimings(opened), trace=trace)
+        hold = gateway.slot(ep, wait=last, deadline=deadline)
+        await hold.__aenter__()  # released by GatewayStream.aclose, or below if the stream never opens
+        try:
+            target = gateway.target_for(ep, deadline)
+            (parts, first), attempts = await gateway.with_retries(
+                ep, lambda: _open(gateway.transport, target, plan.payloads[0]), last=last)
+        except BaseException:
+            await hold.__aexit__(None, None, None)
+            raise
+        return GatewayStream(plan, attempts, _decode(ep, first, parts), gateway, (parts,), StreamTimings(opened),
+                             trace=trace, hold=hold)
+
+    _, stream = await gateway.failover(plans, attempt, trace)
+    return stream
 
 
-async def _open(transport: Transport, ep: Endpoint, payload: Payload) -> tuple[AsyncIterator[bytes], bytes]:
+async def _open(transport: Transport, target: Target, payload: Payload) -> tuple[AsyncIterator[bytes], bytes]:
     """Start the upstream stream and wait for its first PayloadPart, so pre-stream errors can be retried."""
-    parts = transport.invoke_stream(ep.target, payload)
+    parts = transport.invoke_stream(target, payload)
     try:
         first = await anext(parts, b"")
     except BaseException:

@@ -74,9 +74,14 @@ class LmiAdapter:
             texts = item.get("generated_text")
             details = item.get("details") or {}
             _raise_on_error(item, details)
-            # n > 1 answers one object per sequence, or a list of texts in one object
+            # n > 1 / beams: the best sequence, then the others in `details.best_of_sequences` (djl's best-of
+            # formatter); also accepted: a list of texts in one object, or one object per sequence
             for text in texts if isinstance(texts, list) else [texts]:
                 choices.append(text_choice(text, details.get("finish_reason"), self.name, len(choices)))
+            for seq in details.get("best_of_sequences") or ():
+                choices.append(text_choice(seq.get("generated_text"), seq.get("finish_reason"), self.name,
+                                           len(choices)))
+                completion += int_or_none(seq.get("generated_tokens")) or 0
             completion += int_or_none(details.get("generated_tokens")) or 0
             prompt = prompt or len(details.get("prefill") or []) or None
         counted = all(int_or_none((item.get("details") or {}).get("generated_tokens")) is not None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -18,7 +19,7 @@ from service.api.openai_models import ChatCompletionRequest, CompletionRequest, 
 from service.api.sse import sse_frames
 from service.api.wire import parse_body
 from service.canonical import Generation, GenerationRequest
-from service.errors import GatewayError
+from service.errors import GatewayError, InvalidRequest
 from service.gateway import Gateway
 from service.trace import Trace
 
@@ -35,6 +36,9 @@ async def _serve(request: Request, api: str, wire_model: type[BaseModel], render
     try:
         wire = parse_body(await request.body(), wire_model)
         req: GenerationRequest = wire.to_canonical(request.state.request_id)  # type: ignore[attr-defined]
+        timeout = request.headers.get(TIMEOUT_HEADER)
+        if timeout is not None:
+            req = replace(req, timeout_s=_client_timeout(timeout))
         trace.stream = req.stream
         if req.stream:
             stream = await gateway.open_stream(req, trace)
@@ -53,6 +57,21 @@ async def _serve(request: Request, api: str, wire_model: type[BaseModel], render
         if not handed_to_stream:
             trace.finished = time.perf_counter()
             gateway.metrics.record(trace)
+
+
+TIMEOUT_HEADER = "x-jumpgate-timeout-s"
+
+
+def _client_timeout(value: str) -> float:
+    """A client may shorten the request deadline (seconds); the configured one is the upper bound."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds < 86400:
+        raise InvalidRequest(f"header {TIMEOUT_HEADER} must be a number of seconds > 0; got {value[:40]!r}",
+                             param=TIMEOUT_HEADER)
+    return seconds
 
 
 @router.post("/v1/chat/completions")

@@ -3,7 +3,15 @@
 A spec names an endpoint (or ``"*"`` for all) and is merged into that endpoint's switches. For each request
 the endpoint's own switches are read first, then ``"*"``'s, then the defaults. Counters (``throttle_next``,
 ``error_next``) are consumed one per request; rates draw from the simulator's seeded PRNG, so a run with
-the same seed and request order injects the same faults.
+the same seed and request order injects the same faults. Switches stay until ``DELETE /_sim/faults``.
+
+Fields: ``throttle_next`` / ``throttle_rate`` → ThrottlingException; ``error_next`` / ``error_rate`` → an
+error of ``error_kind`` (``model``: the container answers ``error_status`` in its own error shape, which
+SageMaker wraps as ModelError; ``unavailable`` / ``internal`` / ``not_ready``: SageMaker's own 503 / 500 /
+429); ``delay_s`` → extra time holding a slot; ``stream_error_after`` N → on the streaming API, after N
+logical stream lines, either an exception frame (``ModelStreamError`` / ``InternalStreamFailure``) or the
+container's own in-stream error line (``container``); ``split`` → PayloadPart boundaries (``line`` or
+``random``).
 """
 
 from __future__ import annotations

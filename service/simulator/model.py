@@ -12,7 +12,7 @@ import yaml
 CONTAINER_KINDS = ("tgi", "lmi", "lmi-neuron", "meta-llama", "text2text")
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class SimEndpoint:
     """A SageMaker endpoint as the simulator serves it.
 
