@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+import signal
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -27,21 +30,31 @@ _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 def create_app(config: Config, *, transport: Transport | None = None, metrics: Metrics | None = None,
-               credentials_ready: Callable[[], bool] | None = None) -> FastAPI:
+               credentials_ready: Callable[[], bool] | None = None, config_path: str | None = None) -> FastAPI:
+    """The gateway app. With `config_path`, SIGHUP reloads that file (an invalid one is refused, loudly)."""
     if transport is None:
         transport, credentials_ready = _sagemaker_transport(config)
     catalog = build_catalog(config)
     metrics = metrics or Metrics()
     metrics.describe_endpoints(catalog)
-    gateway = Gateway(catalog, transport, metrics=metrics, resilience=config.resilience)
+    gateway = Gateway(catalog, transport, metrics=metrics, resilience=config.resilience,
+                      shadow_log=config.shadow_log)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        loop = asyncio.get_running_loop()
+        if config_path is not None:
+            loop.add_signal_handler(signal.SIGHUP, reload_config, app)
         yield
+        if config_path is not None:
+            loop.remove_signal_handler(signal.SIGHUP)
+        await gateway.shadow.drain(gateway.resilience.drain_s)
         await transport.aclose()
 
     app = FastAPI(title="jumpgate", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.config = config
+    app.state.config_path = config_path
+    app.state.config_info = {"source": config_path or "<embedded>", "loaded_at": time.time(), "reloads": 0}
     app.state.gateway = gateway
     app.state.credentials_ready = credentials_ready or (lambda: True)
     app.include_router(router)
@@ -62,6 +75,35 @@ def _sagemaker_transport(config: Config) -> tuple[Transport, Callable[[], bool]]
     else:
         signer = Signer.from_chain(aws.region)
     return SageMakerTransport(aws.runtime_url, signer), signer.credentials_available
+
+
+def reload_config(app: FastAPI) -> bool:
+    """Load the config file again and switch to it; requests in flight finish on what they hold.
+    A file that does not validate is refused and the running config kept."""
+    from service.config import ConfigError, load_config
+
+    gateway: Gateway = app.state.gateway
+    path = app.state.config_path
+    try:
+        config = load_config(path)
+        catalog = build_catalog(config)
+    except ConfigError as exc:
+        log.error("config reload refused, still serving the previous config; problems:\n%s", exc)
+        gateway.metrics.config_reloads.labels("refused").inc()
+        return False
+    except Exception:
+        log.exception("config reload failed, still serving the previous config")
+        gateway.metrics.config_reloads.labels("refused").inc()
+        return False
+    gateway.metrics.describe_endpoints(catalog)
+    gateway.use(catalog, config.resilience)
+    gateway.shadow.log_cfg = config.shadow_log
+    app.state.config = config
+    app.state.config_info = {**app.state.config_info, "loaded_at": time.time(),
+                             "reloads": app.state.config_info["reloads"] + 1}
+    gateway.metrics.config_reloads.labels("applied").inc()
+    log.info("config reloaded from %s: %d models, %d endpoints", path, len(catalog.models), len(catalog.endpoints))
+    return True
 
 
 async def _gateway_error(request: Request, exc: GatewayError) -> JSONResponse:
@@ -119,4 +161,5 @@ def app_from_env() -> FastAPI:
 
     from service.config import load_config
 
-    return create_app(load_config(os.environ["JUMPGATE_CONFIG"]))
+    path = os.environ["JUMPGATE_CONFIG"]
+    return create_app(load_config(path), config_path=path)

@@ -12,6 +12,7 @@ from service import adapters, cost
 from service.adapters.base import Adapter, PromptSpec
 from service.canonical import SamplingParams
 from service.config import DEFAULT_MAX_NEW_TOKENS, Config, EndpointConfig, ModelConfig
+from service.config_resilience import ShadowConfig
 from service.errors import ModelNotFound
 from service.params import Policy
 from service.tokens import ESTIMATE, LocalTokenizer, TokenCounter
@@ -45,6 +46,7 @@ class Model:
     targets: tuple[tuple[Endpoint, float], ...]
     defaults: SamplingParams
     policy: Policy
+    shadow: ShadowConfig | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,4 +98,5 @@ def _model(name: str, m: ModelConfig, endpoints: Mapping[str, Endpoint]) -> Mode
         targets=tuple((endpoints[t.endpoint], t.weight) for t in m.targets if t.weight > 0),
         defaults=defaults,
         policy=m.unsupported_params,
+        shadow=m.shadow,
     )

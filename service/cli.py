@@ -52,18 +52,25 @@ def _serve_config(args: argparse.Namespace) -> int:
 
     from service.app import create_app
     from service.config import ConfigError, load_config
+    from service.server import DrainingServer
 
     try:
         config = load_config(args.config)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
+    # On SIGTERM uvicorn stops accepting, lets requests and streams in flight finish for up to drain_s, then
+    # exits 0: set Kubernetes terminationGracePeriodSeconds / ECS stopTimeout a little above it.
+    drain = config.resilience.drain_s
     if args.workers > 1:
         os.environ["JUMPGATE_CONFIG"] = args.config
         uvicorn.run("service.app:app_from_env", factory=True, host=args.host, port=args.port,
-                    workers=args.workers, log_level="info")
+                    workers=args.workers, log_level="info", timeout_graceful_shutdown=drain)
         return 0
-    uvicorn.run(create_app(config), host=args.host, port=args.port, log_level="info")
+    app = create_app(config, config_path=args.config)
+    server = DrainingServer(uvicorn.Config(app, host=args.host, port=args.port, log_level="info",
+                                           timeout_graceful_shutdown=drain))
+    asyncio.run(server.serve())
     return 0
 
 
@@ -74,15 +81,22 @@ async def _serve_demo(host: str, port: int) -> int:
     from service.app import create_app
     from service.config import parse_config
     from service.demo import demo_config_data, usage_banner
+    from service.server import DrainingServer, QuietServer
     from service.simulator.app import create_simulator_app
 
     sim_port = _free_port()
     config = parse_config(demo_config_data(f"http://127.0.0.1:{sim_port}"), source="<demo>")
-    sim = uvicorn.Server(uvicorn.Config(create_simulator_app(latency="realistic"), host="127.0.0.1",
-                                        port=sim_port, log_level="warning"))
-    gw = uvicorn.Server(uvicorn.Config(create_app(config), host=host, port=port, log_level="info"))
+    sim = QuietServer(uvicorn.Config(create_simulator_app(latency="realistic"), host="127.0.0.1",
+                                     port=sim_port, log_level="warning"))
+    gw = DrainingServer(uvicorn.Config(create_app(config), host=host, port=port, log_level="info",
+                                       timeout_graceful_shutdown=config.resilience.drain_s))
+    sim_task = asyncio.create_task(sim.serve())
+    while not sim.started:
+        await asyncio.sleep(0.01)
     print(usage_banner(host, port), flush=True)
-    await asyncio.gather(sim.serve(), gw.serve())
+    await gw.serve()  # returns after SIGTERM / Ctrl-C and the drain
+    sim.should_exit = True
+    await sim_task
     return 0
 
 

@@ -22,11 +22,19 @@ from typing import TypeVar
 from service.canonical import Choice, Decoded, FinishReason, Generation, GenerationRequest, SamplingParams
 from service.capacity import Fleet
 from service.catalog import Catalog, Endpoint
-from service.config_resilience import ResilienceConfig
-from service.errors import RateLimited, UpstreamError, UpstreamModelError, UpstreamThrottled, UpstreamTimeout
+from service.config_resilience import ResilienceConfig, ShadowLogConfig
+from service.errors import (
+    RateLimited,
+    UpstreamError,
+    UpstreamModelError,
+    UpstreamThrottled,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from service.metrics import Metrics
 from service.params import Support, WireParams
 from service.routing import Candidate, candidates
+from service.shadow import ShadowRunner
 from service.stops import cut_at_stop
 from service.streaming import GatewayStream, open_stream
 from service.tokens import TokenCounter, resolve_usage
@@ -57,7 +65,8 @@ class CallResult:
 
 class Gateway:
     def __init__(self, catalog: Catalog, transport: Transport, *, metrics: Metrics | None = None,
-                 resilience: ResilienceConfig | None = None, rng: random.Random | None = None,
+                 resilience: ResilienceConfig | None = None, shadow_log: ShadowLogConfig | None = None,
+                 rng: random.Random | None = None,
                  clock: Callable[[], float] = time.perf_counter) -> None:
         self.transport = transport
         self.metrics = metrics or Metrics()
@@ -66,6 +75,7 @@ class Gateway:
         self.fleet = Fleet(resilience or ResilienceConfig())
         self.catalog = catalog
         self.use(catalog, resilience or ResilienceConfig())
+        self.shadow = ShadowRunner(self, shadow_log)
 
     def use(self, catalog: Catalog, resilience: ResilienceConfig) -> None:
         """Switch to a (re)loaded config. Requests in flight keep the endpoints they hold."""
@@ -82,9 +92,9 @@ class Gateway:
         if trace is not None:
             trace.model = model.name
         params = req.params.with_defaults(model.defaults)
-        return [self._plan(req, params, c) for c in candidates(model, req, params, self.fleet, self.rng)]
+        return [self.plan_for(req, params, c) for c in candidates(model, req, params, self.fleet, self.rng)]
 
-    def _plan(self, req: GenerationRequest, params: SamplingParams, c: Candidate) -> Plan:
+    def plan_for(self, req: GenerationRequest, params: SamplingParams, c: Candidate) -> Plan:
         ep = c.endpoint
         payloads = tuple(ep.adapter.encode(req, ep.spec, w) for w in self._fan_out(ep, params, c.wire))
         return Plan(ep, params, c.wire, payloads, c.prompt_text)
@@ -107,7 +117,7 @@ class Gateway:
             raise UpstreamTimeout(f"the request did not finish within its deadline of "
                                   f"{deadline - started:.1f}s") from None
         decoded = [plan.endpoint.adapter.decode(r.raw) for r in results]
-        gen = self._answer(plan, decoded, results, started)
+        gen = self.answer(plan, decoded, results, started)
         if trace is not None:
             trace.upstream_seconds, trace.usage, trace.cost_usd = gen.upstream_seconds, gen.usage, gen.cost_usd
         return gen
@@ -198,7 +208,7 @@ class Gateway:
         key = rule.wire or "seed"
         return [replace(wire, values={**wire.values, key: base + i}) for i in range(wire.fan_out)]
 
-    def _answer(self, plan: Plan, decoded: list[Decoded], results: list[CallResult], started: float) -> Generation:
+    def answer(self, plan: Plan, decoded: list[Decoded], results: list[CallResult], started: float) -> Generation:
         merged = _merge(decoded)
         counter = plan.endpoint.counter
         choices = tuple(_finish(c, i, plan.params, counter) for i, c in enumerate(merged.choices))
@@ -221,6 +231,10 @@ class _SlotHold:
         self.state = gateway.fleet[ep.id]
 
     async def __aenter__(self) -> None:
+        breaker = self.state.breaker
+        if not breaker.allows():  # open, or half-open with its probes already out
+            raise UpstreamUnavailable(f"endpoint '{self.ep.id}' is failing and its circuit is open",
+                                      retry_after=max(1.0, breaker.retry_after()))
         slots = self.state.slots
         if not slots.try_acquire() and not (self.wait and await slots.acquire(self.timeout_s)):
             raise _at_capacity(self.ep, slots.max_wait_s if self.wait else 0.0)

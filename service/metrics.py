@@ -55,6 +55,9 @@ class Metrics:
         self.retries = Counter("jumpgate_retries", "Upstream retries", ["endpoint", "reason"], registry=r)
         self.fallbacks = Counter("jumpgate_fallbacks", "Requests moved to another endpoint",
                                  ["model", "from_endpoint", "to_endpoint"], registry=r)
+        self.shadow_cost = Counter("jumpgate_shadow_cost_usd", "Attributed cost of shadow requests",
+                                   ["model", "endpoint"], registry=r)
+        self.config_reloads = Counter("jumpgate_config_reloads", "Config reloads on SIGHUP", ["result"], registry=r)
         self.rejected = Counter("jumpgate_rejected", "Requests refused by the gateway", ["model", "reason"],
                                 registry=r)
 

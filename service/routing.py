@@ -36,7 +36,7 @@ def candidates(model: Model, req: GenerationRequest, params: SamplingParams, fle
     unhealthy: list[float] = []
     for ep, weight in model.targets:
         try:
-            fitting.append(_candidate(model, ep, weight, req, params))
+            fitting.append(build_candidate(model, ep, weight, req, params))
         except InvalidRequest as err:
             refusals.append(err)
             continue
@@ -50,7 +50,7 @@ def candidates(model: Model, req: GenerationRequest, params: SamplingParams, fle
     return sorted(ordered, key=lambda c: not fleet[c.endpoint.id].slots.free())  # stable: free ones first
 
 
-def _candidate(model: Model, ep: Endpoint, weight: float, req: GenerationRequest,
+def build_candidate(model: Model, ep: Endpoint, weight: float, req: GenerationRequest,
                params: SamplingParams) -> Candidate:
     text = render_text(req, ep.spec)
     max_new = params.max_new_tokens or 0

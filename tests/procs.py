@@ -49,7 +49,8 @@ class Proc:
         raise RuntimeError(f"process did not become healthy in {timeout}s:\n{self.output()}")
 
     def output(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> int | None:

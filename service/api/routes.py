@@ -21,6 +21,7 @@ from service.api.wire import parse_body
 from service.canonical import Generation, GenerationRequest
 from service.errors import GatewayError, InvalidRequest
 from service.gateway import Gateway
+from service.shadow import usage_json
 from service.trace import Trace
 
 router = APIRouter()
@@ -46,6 +47,8 @@ async def _serve(request: Request, api: str, wire_model: type[BaseModel], render
             return StreamingResponse(sse_frames(req, stream, gateway.metrics, trace), media_type="text/event-stream",
                                      headers=render.stream_headers(stream))
         gen = await gateway.generate(req, trace)
+        gateway.shadow.after(req, {"endpoint": gen.endpoint, "texts": [c.text for c in gen.choices],
+                                   "latency_s": round(gen.timings["total_s"], 4), "usage": usage_json(gen.usage)})
         return render.JSONResponse(renderer(req, gen), headers=render.headers(gen))
     except GatewayError as err:
         trace.note_error(err)
@@ -116,6 +119,19 @@ async def models(request: Request) -> render.JSONResponse:
 async def metrics(request: Request) -> Response:
     gateway: Gateway = request.app.state.gateway
     return Response(generate_latest(gateway.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/admin/status")
+async def admin_status(request: Request) -> render.JSONResponse:
+    """Circuit state, slots and retry budget per endpoint; which endpoints each model routes to."""
+    gateway: Gateway = request.app.state.gateway
+    return render.JSONResponse({
+        "config": request.app.state.config_info,
+        "endpoints": {eid: state.status() for eid, state in sorted(gateway.fleet.states.items())},
+        "models": {name: {"targets": [{"endpoint": ep.id, "weight": w} for ep, w in m.targets],
+                          "shadow": m.shadow.endpoint if m.shadow else None}
+                   for name, m in sorted(gateway.catalog.models.items())},
+    })
 
 
 @router.get("/healthz")

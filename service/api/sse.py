@@ -18,6 +18,7 @@ from service.api.render import usage_body
 from service.canonical import GenerationRequest, StreamFinal, TokenDelta
 from service.errors import GatewayError, InternalError, to_openai_body
 from service.metrics import Metrics
+from service.shadow import usage_json
 from service.streaming import GatewayStream
 from service.trace import Trace
 
@@ -102,15 +103,20 @@ async def sse_frames(req: GenerationRequest, stream: GatewayStream, metrics: Met
     finished, failed mid-stream, or abandoned by the client (status 499, the usual "client closed")."""
     shape = SHAPES[req.api](req, stream)
     completed = False
+    texts: list[str] = []
     try:
         for chunk in shape.opening():
             yield frame(chunk)
         async for event in stream.events():
             if isinstance(event, TokenDelta):
+                texts.append(event.text)
                 yield frame(shape.token(event))
             else:
                 for chunk in shape.final(event):
                     yield frame(chunk)
+                stream.gateway.shadow.after(req, {
+                    "endpoint": stream.endpoint.id, "texts": ["".join(texts)], "usage": usage_json(event.usage),
+                    "latency_s": round(time.perf_counter() - trace.started, 4)})
         completed = True
         yield DONE
     except GatewayError as err:
