@@ -19,9 +19,10 @@ from service.api.render import JSONResponse
 from service.api.routes import router
 from service.catalog import build_catalog
 from service.config import Config
-from service.errors import GatewayError, InternalError, response_headers, to_openai_body
+from service.errors import GatewayError, InternalError, InvalidRequest, response_headers, to_openai_body
 from service.gateway import Gateway
 from service.metrics import Metrics
+from service.tenancy import Authenticator, build_limiter
 from service.transport.base import Transport
 
 log = logging.getLogger("jumpgate")
@@ -39,6 +40,7 @@ def create_app(config: Config, *, transport: Transport | None = None, metrics: M
     metrics.describe_endpoints(catalog)
     gateway = Gateway(catalog, transport, metrics=metrics, resilience=config.resilience,
                       shadow_log=config.shadow_log)
+    limiter = build_limiter(config.rate_limits, metrics.limiter_errors.inc)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -49,6 +51,7 @@ def create_app(config: Config, *, transport: Transport | None = None, metrics: M
         if config_path is not None:
             loop.remove_signal_handler(signal.SIGHUP)
         await gateway.shadow.drain(gateway.resilience.drain_s)
+        await limiter.aclose()
         await transport.aclose()
 
     app = FastAPI(title="jumpgate", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
@@ -56,6 +59,10 @@ def create_app(config: Config, *, transport: Transport | None = None, metrics: M
     app.state.config_path = config_path
     app.state.config_info = {"source": config_path or "<embedded>", "loaded_at": time.time(), "reloads": 0}
     app.state.gateway = gateway
+    app.state.auth = Authenticator(config.auth)
+    app.state.limiter = limiter
+    app.state.input_limits = config.input_limits
+    app.state.log_prompts = config.logging.log_prompts
     app.state.credentials_ready = credentials_ready or (lambda: True)
     app.include_router(router)
     app.add_exception_handler(GatewayError, _gateway_error)  # type: ignore[arg-type]
@@ -98,6 +105,9 @@ def reload_config(app: FastAPI) -> bool:
     gateway.metrics.describe_endpoints(catalog)
     gateway.use(catalog, config.resilience)
     gateway.shadow.log_cfg = config.shadow_log
+    app.state.auth = Authenticator(config.auth)  # keys and tenant limits change with the file
+    app.state.input_limits = config.input_limits
+    app.state.log_prompts = config.logging.log_prompts
     app.state.config = config
     app.state.config_info = {**app.state.config_info, "loaded_at": time.time(),
                              "reloads": app.state.config_info["reloads"] + 1}
@@ -135,7 +145,11 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rid = _incoming_id(scope["headers"]) or uuid.uuid4().hex
+        try:
+            rid = _incoming_id(scope["headers"]) or uuid.uuid4().hex
+        except InvalidRequest as err:
+            await JSONResponse(to_openai_body(err), status_code=400)(scope, receive, send)
+            return
         scope.setdefault("state", {})["request_id"] = rid
         encoded = rid.encode()
 
@@ -148,10 +162,14 @@ class RequestIdMiddleware:
 
 
 def _incoming_id(raw_headers: Any) -> str | None:
+    """A client's request id is echoed in a response header, so it must be safe there: anything else is a 400."""
     for name, value in raw_headers:
         if name == b"x-request-id":
             text = value.decode("latin-1")
-            return text if _SAFE_REQUEST_ID.match(text) else None
+            if not _SAFE_REQUEST_ID.match(text):
+                raise InvalidRequest("header x-request-id must be 1 to 128 characters of A-Z a-z 0-9 . _ : - "
+                                     "(no spaces or control characters)", param="x-request-id")
+            return text
     return None
 
 

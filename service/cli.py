@@ -26,6 +26,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--allow-unauthenticated", action="store_true",
+                       help="serve a non-loopback address even though the config has no API keys")
     serve.set_defaults(func=_serve)
 
     simulate = sub.add_parser("simulate", help="run the SageMaker endpoint simulator alone")
@@ -44,7 +46,25 @@ def _parser() -> argparse.ArgumentParser:
 def _serve(args: argparse.Namespace) -> int:
     if args.config:
         return _serve_config(args)
+    if not (_loopback(args.host) or args.allow_unauthenticated):
+        print(_OPEN_BIND.format(host=args.host), file=sys.stderr)
+        return 2
     return asyncio.run(_serve_demo(args.host, args.port))
+
+
+_OPEN_BIND = ("refusing to serve {host} without API keys: anyone who can reach it could spend your endpoints. "
+              "Add `auth:` tenants to the config, bind 127.0.0.1, or pass --allow-unauthenticated.")
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _serve_config(args: argparse.Namespace) -> int:
@@ -52,6 +72,7 @@ def _serve_config(args: argparse.Namespace) -> int:
 
     from service.app import create_app
     from service.config import ConfigError, load_config
+    from service.logs import setup_logging
     from service.server import DrainingServer
 
     try:
@@ -59,6 +80,10 @@ def _serve_config(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
+    if config.auth is None and not (_loopback(args.host) or args.allow_unauthenticated):
+        print(_OPEN_BIND.format(host=args.host), file=sys.stderr)
+        return 2
+    setup_logging(config.logging.format)
     # On SIGTERM uvicorn stops accepting, lets requests and streams in flight finish for up to drain_s, then
     # exits 0: set Kubernetes terminationGracePeriodSeconds / ECS stopTimeout a little above it.
     drain = config.resilience.drain_s
@@ -68,8 +93,9 @@ def _serve_config(args: argparse.Namespace) -> int:
                     workers=args.workers, log_level="info", timeout_graceful_shutdown=drain)
         return 0
     app = create_app(config, config_path=args.config)
+    # uvicorn's access log is off: the gateway writes one structured line per request instead.
     server = DrainingServer(uvicorn.Config(app, host=args.host, port=args.port, log_level="info",
-                                           timeout_graceful_shutdown=drain))
+                                           timeout_graceful_shutdown=drain, access_log=False, log_config=None))
     asyncio.run(server.serve())
     return 0
 

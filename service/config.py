@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from service import cost, templates
 from service.canonical import SamplingParams
 from service.config_resilience import ResilienceConfig, ShadowConfig, ShadowLogConfig
+from service.config_tenancy import AuthConfig, InputLimits, LoggingConfig, RateLimitConfig
 
 #: Applied by the gateway when neither the client nor the model's defaults give max_new_tokens: the
 #: containers' own defaults (20 in TGI, 30 in LMI) cut answers off mid-sentence and surprise users.
@@ -220,6 +221,10 @@ class Config(BaseModel):
     models: dict[str, ModelConfig] = Field(min_length=1)
     resilience: ResilienceConfig = ResilienceConfig()
     shadow_log: ShadowLogConfig | None = None
+    auth: AuthConfig | None = None
+    rate_limits: RateLimitConfig = RateLimitConfig()
+    input_limits: InputLimits = InputLimits()
+    logging: LoggingConfig = LoggingConfig()
 
     @model_validator(mode="after")
     def _cross_checks(self, info: ValidationInfo) -> Config:

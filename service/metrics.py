@@ -58,6 +58,8 @@ class Metrics:
         self.shadow_cost = Counter("jumpgate_shadow_cost_usd", "Attributed cost of shadow requests",
                                    ["model", "endpoint"], registry=r)
         self.config_reloads = Counter("jumpgate_config_reloads", "Config reloads on SIGHUP", ["result"], registry=r)
+        self.limiter_errors = Counter("jumpgate_limiter_errors", "Rate limiter backend (Redis) unreachable",
+                                      registry=r)
         self.rejected = Counter("jumpgate_rejected", "Requests refused by the gateway", ["model", "reason"],
                                 registry=r)
 

@@ -34,6 +34,9 @@ class Trace:
     cost_usd: float = 0.0
     disconnected: bool = False
     finished: float | None = None
+    request_id: str = "-"
+    prompt: str | None = None       # only filled when logging.log_prompts is on
+    completion: str | None = None
 
     def note_error(self, err: GatewayError) -> None:
         self.status, self.error = err.status, err.code

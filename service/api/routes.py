@@ -4,7 +4,6 @@ to the OpenAI error shape by the one handler in `service.app`.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -15,13 +14,15 @@ from pydantic import BaseModel
 from starlette.responses import Response, StreamingResponse
 
 from service.api import render
+from service.api.finish import Finisher
 from service.api.openai_models import ChatCompletionRequest, CompletionRequest, GenerateRequest
 from service.api.sse import sse_frames
-from service.api.wire import parse_body
+from service.api.wire import check_size, parse_body
 from service.canonical import Generation, GenerationRequest
 from service.errors import GatewayError, InvalidRequest
 from service.gateway import Gateway
 from service.shadow import usage_json
+from service.tenancy import Authenticator, Tenant
 from service.trace import Trace
 
 router = APIRouter()
@@ -32,21 +33,33 @@ Renderer = Callable[[GenerationRequest, Generation], dict[str, Any]]
 async def _serve(request: Request, api: str, wire_model: type[BaseModel], renderer: Renderer) -> Response:
     """Parse, call the gateway, render; the trace is recorded here, or by the stream when one was opened."""
     gateway: Gateway = request.app.state.gateway
-    trace = Trace(api)
+    state = request.app.state
+    trace = Trace(api, request_id=request.state.request_id)
     handed_to_stream = False
+    tenant: Tenant | None = None
     try:
-        wire = parse_body(await request.body(), wire_model)
+        tenant = state.auth.identify(request.headers.get("authorization"))
+        trace.tenant = tenant.name
+        wire = parse_body(await request.body(), wire_model, state.input_limits)
         req: GenerationRequest = wire.to_canonical(request.state.request_id)  # type: ignore[attr-defined]
+        check_size(req, state.input_limits)
         timeout = request.headers.get(TIMEOUT_HEADER)
         if timeout is not None:
             req = replace(req, timeout_s=_client_timeout(timeout))
         trace.stream = req.stream
+        state.auth.authorize(tenant, req.model)
+        await state.limiter.admit(tenant)
         if req.stream:
             stream = await gateway.open_stream(req, trace)
             handed_to_stream = True
-            return StreamingResponse(sse_frames(req, stream, gateway.metrics, trace), media_type="text/event-stream",
+            if state.log_prompts:
+                trace.prompt = _prompt_of(req)
+            done = Finisher(gateway.metrics, state.limiter, tenant, trace, state.log_prompts)
+            return StreamingResponse(sse_frames(req, stream, done), media_type="text/event-stream",
                                      headers=render.stream_headers(stream))
         gen = await gateway.generate(req, trace)
+        if state.log_prompts:
+            trace.prompt, trace.completion = _prompt_of(req), "\n".join(c.text for c in gen.choices)
         gateway.shadow.after(req, {"endpoint": gen.endpoint, "texts": [c.text for c in gen.choices],
                                    "latency_s": round(gen.timings["total_s"], 4), "usage": usage_json(gen.usage)})
         return render.JSONResponse(renderer(req, gen), headers=render.headers(gen))
@@ -58,11 +71,14 @@ async def _serve(request: Request, api: str, wire_model: type[BaseModel], render
         raise
     finally:
         if not handed_to_stream:
-            trace.finished = time.perf_counter()
-            gateway.metrics.record(trace)
+            await Finisher(gateway.metrics, state.limiter, tenant, trace).finish()
 
 
 TIMEOUT_HEADER = "x-jumpgate-timeout-s"
+
+
+def _prompt_of(req: GenerationRequest) -> str:
+    return req.prompt or "" if req.messages is None else "\n".join(m.content for m in req.messages)
 
 
 def _client_timeout(value: str) -> float:
@@ -95,9 +111,12 @@ async def generate(request: Request) -> Response:
 @router.get("/v1/models")
 async def models(request: Request) -> render.JSONResponse:
     gateway: Gateway = request.app.state.gateway
+    auth: Authenticator = request.app.state.auth
+    tenant = auth.identify(request.headers.get("authorization"))
     window = gateway.metrics.window
     data = []
-    for name, model in sorted(gateway.catalog.models.items()):
+    for name in auth.visible(tenant, gateway.catalog.models):
+        model = gateway.catalog.models[name]
         data.append({
             "id": name, "object": "model", "created": 0, "owned_by": "jumpgate",
             "unsupported_params": model.policy,
@@ -125,6 +144,7 @@ async def metrics(request: Request) -> Response:
 async def admin_status(request: Request) -> render.JSONResponse:
     """Circuit state, slots and retry budget per endpoint; which endpoints each model routes to."""
     gateway: Gateway = request.app.state.gateway
+    request.app.state.auth.identify(request.headers.get("authorization"))  # any valid key, when keys are on
     return render.JSONResponse({
         "config": request.app.state.config_info,
         "endpoints": {eid: state.status() for eid, state in sorted(gateway.fleet.states.items())},

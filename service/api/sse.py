@@ -12,15 +12,15 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import anyio
 import orjson
 
+from service.api.finish import Finisher
 from service.api.render import usage_body
 from service.canonical import GenerationRequest, StreamFinal, TokenDelta
 from service.errors import GatewayError, InternalError, to_openai_body
-from service.metrics import Metrics
 from service.shadow import usage_json
 from service.streaming import GatewayStream
-from service.trace import Trace
 
 log = logging.getLogger("jumpgate.sse")
 
@@ -97,8 +97,7 @@ SHAPES: dict[str, Callable[[GenerationRequest, GatewayStream], ChunkShape]] = {
 }
 
 
-async def sse_frames(req: GenerationRequest, stream: GatewayStream, metrics: Metrics,
-                     trace: Trace) -> AsyncIterator[bytes]:
+async def sse_frames(req: GenerationRequest, stream: GatewayStream, done: Finisher) -> AsyncIterator[bytes]:
     """The response body of a streaming request. Records the trace when the stream ends, however it ends:
     finished, failed mid-stream, or abandoned by the client (status 499, the usual "client closed")."""
     shape = SHAPES[req.api](req, stream)
@@ -116,22 +115,26 @@ async def sse_frames(req: GenerationRequest, stream: GatewayStream, metrics: Met
                     yield frame(chunk)
                 stream.gateway.shadow.after(req, {
                     "endpoint": stream.endpoint.id, "texts": ["".join(texts)], "usage": usage_json(event.usage),
-                    "latency_s": round(time.perf_counter() - trace.started, 4)})
+                    "latency_s": round(time.perf_counter() - done.trace.started, 4)})
         completed = True
         yield DONE
     except GatewayError as err:
         completed = True
-        trace.note_error(err)
+        done.trace.note_error(err)
         log.warning("stream %s ended with %s: %s", req.request_id, err.code, err.message)
         yield frame(to_openai_body(err))
     except Exception:
         completed = True
-        trace.status, trace.error = 500, "internal_error"
+        done.trace.status, done.trace.error = 500, "internal_error"
         log.exception("stream %s failed unexpectedly", req.request_id)
         yield frame(to_openai_body(InternalError(f"internal error; quote request id {req.request_id}")))
     finally:
-        await stream.aclose()
-        if not completed:
-            trace.status, trace.disconnected = 499, True
-        trace.finished = time.perf_counter()
-        metrics.record(trace)
+        # Shielded: when the client went away this runs inside a cancelled scope, and the upstream must
+        # still be closed, the slot released and the tenant charged.
+        with anyio.CancelScope(shield=True):
+            await stream.aclose()
+            if not completed:
+                done.trace.status, done.trace.disconnected = 499, True
+            if done.log_prompts:
+                done.trace.completion = "".join(texts)
+            await done.finish()

@@ -12,26 +12,54 @@ from typing import Any, TypeVar
 import orjson
 from pydantic import BaseModel, ValidationError
 
+from service.canonical import GenerationRequest
+from service.config_tenancy import InputLimits
 from service.errors import InvalidParam, InvalidRequest, PayloadTooLarge
 
 M = TypeVar("M", bound=BaseModel)
 
-MAX_BODY_BYTES = 4 * 1024 * 1024  # below SageMaker's 6 MiB request cap, leaving room for templates
+DEFAULT_LIMITS = InputLimits()
 
 
-def parse_body(body: bytes, model: type[M]) -> M:
-    if len(body) > MAX_BODY_BYTES:
-        raise PayloadTooLarge(f"the request body is {len(body)} bytes; the limit is {MAX_BODY_BYTES} bytes")
+def parse_body(body: bytes, model: type[M], limits: InputLimits = DEFAULT_LIMITS) -> M:
+    if len(body) > limits.max_body_bytes:
+        raise PayloadTooLarge(f"the request body is {len(body)} bytes; the limit is {limits.max_body_bytes} bytes")
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(f"the request body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise InvalidRequest("the request body must be a JSON object")
+    if _depth(data, limits.max_json_depth) > limits.max_json_depth:
+        raise InvalidRequest(f"the request body nests JSON deeper than {limits.max_json_depth} levels")
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         raise _to_invalid_param(exc) from None
+
+
+def check_size(req: GenerationRequest, limits: InputLimits) -> None:
+    """Message count and prompt length limits, on the canonical request."""
+    if req.messages is not None and len(req.messages) > limits.max_messages:
+        raise InvalidParam(f"{len(req.messages)} messages is over the limit of {limits.max_messages}: "
+                           "send fewer", param="messages")
+    chars = sum(len(m.content) for m in req.messages or ()) + len(req.prompt or "") + len(req.context or "")
+    if chars > limits.max_prompt_chars:
+        raise PayloadTooLarge(f"the prompt is {chars} characters; the limit is {limits.max_prompt_chars}",
+                              param="messages" if req.messages is not None else "prompt")
+
+
+def _depth(value: Any, limit: int) -> int:
+    """Nesting depth of parsed JSON, iteratively (no recursion for hostile input); stops past `limit`."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            return deepest
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return deepest
 
 
 def _to_invalid_param(exc: ValidationError) -> InvalidParam:

@@ -1,0 +1,52 @@
+"""Structured logs: one JSON object per line, and one `request` line per request with its outcome.
+
+Request lines carry ids, tenant, model, endpoint, status, latency, tokens and cost. Prompts and
+completions appear only with `logging.log_prompts: true`; credentials and API keys never (they are not
+in any field the gateway logs, and upstream text is redacted before it reaches an error message).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import orjson
+
+from service.trace import Trace
+
+REQUEST_FIELDS = "fields"  # LogRecord attribute holding a request line's structured fields
+_request_log = logging.getLogger("jumpgate.request")
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), "level": record.levelname,
+                                 "logger": record.name, "message": record.getMessage()}
+        entry.update(getattr(record, REQUEST_FIELDS, {}))
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry, default=str).decode()
+
+
+def setup_logging(fmt: str = "json", level: int = logging.INFO) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(
+        "%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def log_request(t: Trace, request_id: str, *, prompt: str | None = None, completion: str | None = None) -> None:
+    fields: dict[str, Any] = {
+        "request_id": request_id, "tenant": t.tenant, "api": t.api, "model": t.model, "endpoint": t.endpoint,
+        "status": t.status, "stream": t.stream, "latency_ms": round(((t.finished or t.started) - t.started) * 1000, 2),
+        "upstream_ms": round(t.upstream_seconds * 1000, 2), "cost_usd": t.cost_usd, "error": t.error,
+    }
+    if t.usage is not None:
+        fields |= {"prompt_tokens": t.usage.prompt_tokens, "completion_tokens": t.usage.completion_tokens,
+                   "token_source": t.usage.source.value}
+    if prompt is not None:
+        fields |= {"prompt": prompt, "completion": completion}
+    _request_log.info("request", extra={REQUEST_FIELDS: fields})
