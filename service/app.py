@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.api.openapi import install_openapi
 from service.api.render import JSONResponse
 from service.api.routes import router
 from service.catalog import build_catalog
@@ -65,6 +66,7 @@ def create_app(config: Config, *, transport: Transport | None = None, metrics: M
     app.state.log_prompts = config.logging.log_prompts
     app.state.credentials_ready = credentials_ready or (lambda: True)
     app.include_router(router)
+    install_openapi(app, lambda: sorted(app.state.gateway.catalog.models))
     app.add_exception_handler(GatewayError, _gateway_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected_error)
     app.add_middleware(RequestIdMiddleware)

@@ -40,6 +40,12 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a config file and print what it resolves to")
     check.add_argument("file")
     check.set_defaults(func=_check_config)
+
+    discover = sub.add_parser("discover", help="list the account's SageMaker endpoints and print a config for them")
+    discover.add_argument("--region", default=None, help="default: the AWS session's (AWS_REGION, profile)")
+    discover.add_argument("--profile", default=None, help="AWS named profile")
+    discover.add_argument("--endpoint-url", default=None, help="SageMaker API URL (VPC endpoint, moto)")
+    discover.set_defaults(func=_discover)
     return parser
 
 
@@ -137,6 +143,12 @@ def _check_config(args: argparse.Namespace) -> int:
     from service.checkconfig import run_check_config
 
     return run_check_config(args.file)
+
+
+def _discover(args: argparse.Namespace) -> int:
+    from service.discover import run_discover
+
+    return run_discover(args.region, args.profile, args.endpoint_url)
 
 
 def _free_port() -> int:

@@ -1,24 +1,28 @@
 """`jumpgate discover`: the account's SageMaker real-time endpoints turned into a jumpgate config (YAML text).
 
-Three stages, so each can be tested alone:
 - `gather(client, region)` makes the control-plane calls (ListEndpoints, DescribeEndpoint, DescribeEndpointConfig,
-  DescribeModel; ListInferenceComponents / DescribeInferenceComponent only for variants without a model, which is
-  how endpoints that host inference components are built) and returns plain `Found` / `Skipped` records.
-- `SCHEMA_RULES` (a table, first match wins) names the payload schema from the image URI, environment, instance
-  accelerator and model / endpoint names; `SCHEMA_HINTS` says which environment variables carry each schema's
-  context budget and batch size. Nothing is guessed: a variant no rule matches is skipped, and the output says why
-  and what to write by hand.
-- `render(discovery)` writes the YAML, with a comment on every inferred value saying where it came from.
+  DescribeModel; List/DescribeInferenceComponent only for variants without a model, which is how endpoints that
+  host inference components are built) and returns plain `Found` / `Skipped` records.
+- `SCHEMA_RULES` (first match wins) names the schema from the image URI, environment, accelerator and names;
+  `SCHEMA_HINTS` says which environment variables hold each schema's context budget and batch size. Nothing is
+  guessed: a variant no rule matches is skipped, and the output says why and what to write by hand.
+- `render(discovery)` writes the YAML, with a comment on each inferred value saying where it came from.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import sys
+import textwrap
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import Any, NamedTuple, TextIO
+
+import boto3
+import yaml
+from botocore.exceptions import BotoCoreError, ClientError, ProfileNotFound
 
 from service import cost
 
@@ -26,6 +30,8 @@ from service import cost
 _UNSERVABLE = frozenset({"Failed", "Deleting", "OutOfService"})
 _NEURON = frozenset({"inf1", "inf2", "trn1"})
 DEFAULT_CONCURRENCY = 32
+_INSTANCES = ("instance", "instances")
+_AWS_ERRORS = (ClientError, BotoCoreError)
 
 
 @dataclass(frozen=True)
@@ -46,15 +52,13 @@ class Found:
     note: str = ""
 
 
-@dataclass(frozen=True)
-class Skipped:
+class Skipped(NamedTuple):
     where: str
     why: str
     hint: str
 
 
-@dataclass(frozen=True)
-class Discovery:
+class Discovery(NamedTuple):
     region: str
     endpoints_seen: int
     found: tuple[Found, ...]
@@ -105,8 +109,7 @@ SCHEMA_RULES: tuple[Rule, ...] = (
 )
 
 
-@dataclass(frozen=True)
-class Hints:
+class Hints(NamedTuple):
     """Per schema: env variables holding the prompt + new tokens budget and the per-replica batch size, and
     whether the schema takes prompt text (so a chat template applies)."""
 
@@ -159,11 +162,11 @@ def gather(client: Any, region: str, *, page_size: int = 100) -> Discovery:
     for summary in summaries:
         name, status = summary["EndpointName"], summary.get("EndpointStatus", "")
         if status in _UNSERVABLE:
-            items.append(Skipped(f'endpoint "{name}"', f"its status is {status}", "redeploy it, then run discover again"))
+            items.append(Skipped(f'endpoint "{name}"', f"its status is {status}", "fix it, then run discover again"))
             continue
         try:
             items += _endpoint(client, name)
-        except _aws_errors() as exc:
+        except _AWS_ERRORS as exc:
             items.append(Skipped(f'endpoint "{name}"', f"could not be described ({aws_error(exc)})",
                                  "check the IAM policy allows sagemaker:Describe*, then run discover again"))
     return Discovery(region, len(summaries), tuple(i for i in items if isinstance(i, Found)),
@@ -209,14 +212,14 @@ def _with_model(client: Any, base: Found, model: str, live: Mapping[str, Any], w
     named = replace(base, names=(*base.names, model))
     try:
         image, env = container_of(client.describe_model(ModelName=model))
-    except _aws_errors() as exc:
+    except _AWS_ERRORS as exc:
         deployed = [d["SpecifiedImage"] for d in live.get("DeployedImages", []) if d.get("SpecifiedImage")]
         why = f"its model {model!r} could not be described ({aws_error(exc)})"
         if not deployed:
             return Skipped(where, why + " and the endpoint reports no deployed image",
                            f"add it by hand with endpoint_name: {base.endpoint_name} and the schema it speaks")
         return replace(named, image=deployed[0], note=why + ": environment unknown, defaults used")
-    return replace(named, image=image, env={**base.env, **env})
+    return replace(named, image=image, env={**env, **base.env})  # a component's own env wins over its model's
 
 
 def container_of(model: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
@@ -233,7 +236,7 @@ def _components(client: Any, base: Found, where: str) -> list[Item]:
     try:
         listed = list(_pages(client.list_inference_components, "InferenceComponents",
                              EndpointNameEquals=base.endpoint_name, VariantNameEquals=base.variant))
-    except _aws_errors() as exc:
+    except _AWS_ERRORS as exc:
         return [Skipped(where, "it has no model, so it hosts inference components, but they could not be "
                         f"listed ({aws_error(exc)})", hint)]
     if not listed:
@@ -245,7 +248,7 @@ def _component(client: Any, base: Found, name: str, where: str) -> Item:
     where = f'{where} inference component "{name}"'
     try:
         described = client.describe_inference_component(InferenceComponentName=name)
-    except _aws_errors() as exc:
+    except _AWS_ERRORS as exc:
         return Skipped(where, f"could not be described ({aws_error(exc)})",
                        f"add it by hand with inference_component: {name}")
     spec = described.get("Specification") or {}
@@ -259,12 +262,6 @@ def _component(client: Any, base: Found, name: str, where: str) -> Item:
     return replace(found, image=image)
 
 
-def _aws_errors() -> tuple[type[Exception], ...]:
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    return (ClientError, BotoCoreError)
-
-
 def aws_error(exc: Exception) -> str:
     """A one-line reason from a botocore error (a 500 with an HTML body, as moto sends, is named as such)."""
     response = getattr(exc, "response", None) or {}
@@ -275,3 +272,186 @@ def aws_error(exc: Exception) -> str:
         message = f"HTTP {status} with an HTML body: the service may not implement this call"
     code = error.get("Code", type(exc).__name__)
     return f"{code}: {message[:200]}"
+
+
+# --- inference of the config values (pure) ----------------------------------------------------------
+Field = tuple[str, Any, str]  # key, value, comment saying where the value came from
+
+
+def _env_int(env: Mapping[str, str], names: tuple[str, ...]) -> tuple[str, int] | None:
+    for name in names:
+        value = env.get(name, "").strip()
+        if value.isdigit() and int(value) > 0:
+            return name, int(value)
+    return None
+
+
+def _concurrency(found: Found, hints: Hints) -> Field:
+    replicas, nouns = (found.copies, ("copy", "copies")) if found.component else (found.instance_count, _INSTANCES)
+    unit = nouns[replicas > 1]
+    batch = _env_int(found.env, hints.batch_env)
+    if batch is None:
+        return "max_concurrency", DEFAULT_CONCURRENCY, "default: no batch size setting in the environment"
+    return "max_concurrency", batch[1] * replicas, f"{batch[0]} {batch[1]} x {replicas} {unit}"
+
+
+def _chat_template(found: Found) -> Field | None:
+    ids = [found.env[v] for v in _MODEL_ID_ENV if found.env.get(v)]
+    for text in (*ids, *found.names):
+        for pattern, template in CHAT_TEMPLATE_RULES:
+            if re.search(pattern, text, re.IGNORECASE):
+                return "chat_template", template, f"from {text}"
+    return None
+
+
+def endpoint_fields(found: Found, rule: Rule) -> list[Field]:
+    """The config keys of one jumpgate endpoint, each with the reason for its value."""
+    hints = SCHEMA_HINTS.get(rule.schema, Hints())
+    fields: list[Field] = [("endpoint_name", found.endpoint_name, ""), ("schema", rule.schema, rule.why),
+                           ("instance_type", found.instance_type, ""),
+                           ("instance_count", found.instance_count, "current instance count of the variant")]
+    if cost.price_per_hour(found.instance_type, None) is None:
+        fields.append(("price_per_hour", 0.0, f"FIXME: no built-in price for {found.instance_type}: "
+                                              "set the USD price per instance-hour"))
+    fields.append(_concurrency(found, hints))
+    context = _env_int(found.env, hints.context_env)
+    if context is not None:
+        fields.append(("context_length", context[1], context[0]))
+    template = _chat_template(found) if hints.text_prompt else None
+    fields += [template] if template else []
+    fields += [("custom_attributes", attrs, why) for pattern, attrs, why in ATTRIBUTE_RULES
+               if any(re.search(pattern, n, re.IGNORECASE) for n in found.names)][:1]
+    if found.several_variants and not found.component:
+        fields.append(("target_variant", found.variant, "the endpoint has several variants: one entry each"))
+    if found.component:
+        fields.append(("inference_component", found.component, ""))
+    return fields
+
+
+# --- rendering --------------------------------------------------------------------------------------
+_PLAIN = re.compile(r"[A-Za-z][A-Za-z0-9._-]*")
+_YAML_WORDS = frozenset({"true", "false", "yes", "no", "on", "off", "null", "y", "n"})
+
+
+def _yaml(value: Any) -> str:
+    """A YAML scalar: plain when unambiguous, else JSON (a double-quoted string, a number, true / false)."""
+    if isinstance(value, str) and _PLAIN.fullmatch(value) and value.lower() not in _YAML_WORDS:
+        return value
+    return json.dumps(value)
+
+
+def _line(indent: int, key: str, value: Any, comment: str = "") -> str:
+    text = f"{' ' * indent}{_yaml(key)}: {_yaml(value)}"
+    return f"{text}  # {comment}" if comment else text
+
+
+def _unmatched(found: Found, schemas: tuple[str, ...]) -> Skipped:
+    where = f'endpoint "{found.endpoint_name}" variant "{found.variant}"'
+    routing = (f", target_variant: {found.variant}" if found.several_variants else "") + (
+        f", inference_component: {found.component}" if found.component else "")
+    where += f' inference component "{found.component}"' if found.component else ""
+    return Skipped(where, f"image {found.image or '(none)'} matches no schema rule",
+                   f"to serve it, add an endpoint with endpoint_name: {found.endpoint_name}{routing}, instance_type: "
+                   f"{found.instance_type} and the schema its container speaks (one of {', '.join(schemas)})")
+
+
+def _comments(found: Found) -> list[str]:
+    price = cost.price_per_hour(found.instance_type, None)
+    price_text = (f"${price:.4f}/h per instance (built-in table), ${price * found.instance_count:.4f}/h in all"
+                  if price is not None else "no built-in price")
+    lines = [f"image {found.image}", f"{found.instance_type} x {found.instance_count}: accelerator "
+             f"{cost.accelerator_for(found.instance_type)}, {price_text}"]
+    if found.component:
+        lines.append("the variant's instances are shared by its inference components: each entry counts them all")
+    lines += [found.note] if found.note else []
+    return [f"    # {line}" for line in lines]
+
+
+def _unique(base: str, taken: set[str]) -> str:
+    name = next(n for n in (base, *(f"{base}-{i}" for i in range(2, len(taken) + 3))) if n not in taken)
+    taken.add(name)
+    return name
+
+
+def _sections(found: list[tuple[Found, Rule]]) -> tuple[list[str], list[str]]:
+    endpoint_lines: list[str] = []
+    targets: dict[str, list[tuple[str, float]]] = {}
+    taken: set[str] = set()
+    for f, rule in found:
+        plain = f"{f.endpoint_name}-{f.variant}" if f.several_variants else f.endpoint_name
+        eid = _unique(f.component or plain, taken)
+        endpoint_lines += [f"  {_yaml(eid)}:", *_comments(f),
+                           *(_line(4, *kv) for kv in endpoint_fields(f, rule))]
+        targets.setdefault(f.component or f.endpoint_name, []).append((eid, 1.0 if f.component else f.weight))
+    model_lines: list[str] = []
+    for model, group in targets.items():
+        weights = [w if any(w > 0 for _, w in group) else 1.0 for _, w in group]
+        model_lines += [f"  {_yaml(model)}:", "    targets:", *(
+            f"      - {{endpoint: {_yaml(eid)}, weight: {w:g}}}" for (eid, _), w in zip(group, weights, strict=True))]
+    return endpoint_lines, model_lines
+
+
+def render(discovery: Discovery, *, now: datetime | None = None, schemas: tuple[str, ...] | None = None) -> str:
+    """The config text. Without any servable endpoint it holds only comments (and is not a valid config)."""
+    if schemas is None:
+        from service.adapters import schema_names
+
+        schemas = schema_names()
+    ruled = [(f, schema_rule(f)) for f in discovery.found]
+    good = [(f, rule) for f, rule in ruled if rule is not None]
+    skipped = [*discovery.skipped, *(_unmatched(f, schemas) for f, rule in ruled if rule is None)]
+    stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    lines = [f"# jumpgate config written by `jumpgate discover` for region {discovery.region} at {stamp}.",
+             f"# {discovery.endpoints_seen} SageMaker endpoints listed: {len(good)} jumpgate endpoints, "
+             f"{len(skipped)} skipped.",
+             "# Schemas, context lengths and concurrency were inferred from container images and environments",
+             "# (each value's comment says from what): review them. Prices come from the built-in us-east-1",
+             "# table; set price_per_hour on each endpoint for other regions or negotiated prices."]
+    for s in skipped:  # one greppable line each, then the hint wrapped
+        lines += [f"# SKIPPED {s.where}: {s.why}.", *textwrap.wrap(
+            s.hint + ".", 116, initial_indent="#   ", subsequent_indent="#   ", break_on_hyphens=False)]
+    if good:
+        endpoint_lines, model_lines = _sections(good)
+        lines += ["aws:", f"  region: {_yaml(discovery.region)}", "endpoints:", *endpoint_lines,
+                  "models:", *model_lines]
+    return "\n".join(lines) + "\n"
+
+
+def run_discover(region: str | None, profile: str | None = None, endpoint_url: str | None = None, *,
+                 out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """`jumpgate discover`: print the config to `out`; 0 when it has endpoints and validates, 1 when it has
+    none or the account cannot be listed, 2 when no region or profile can be resolved."""
+    out, err = out or sys.stdout, err or sys.stderr
+    try:
+        session = boto3.Session(profile_name=profile, region_name=region)
+    except ProfileNotFound as exc:
+        print(f"jumpgate discover: {exc}", file=err)
+        return 2
+    if not session.region_name:
+        print("jumpgate discover: no region: pass --region or set AWS_REGION / AWS_DEFAULT_REGION", file=err)
+        return 2
+    try:
+        discovery = gather(session.client("sagemaker", endpoint_url=endpoint_url), session.region_name)
+    except _AWS_ERRORS as exc:
+        print(f"jumpgate discover: cannot list SageMaker endpoints in {session.region_name}: {aws_error(exc)}",
+              file=err)
+        return 1
+    text = render(discovery)
+    out.write(text)
+    return _self_check(text, err)
+
+
+def _self_check(text: str, err: TextIO) -> int:
+    """The output must pass check-config; say so on stderr when it does not (a bug, or nothing to serve)."""
+    from service.config import ConfigError, parse_config
+
+    data = yaml.safe_load(text)
+    if data is None:
+        print("jumpgate discover: no endpoint could be turned into a config; the comments above say why", file=err)
+        return 1
+    try:
+        parse_config(data, source="<discover>")
+    except ConfigError as exc:
+        print(f"jumpgate discover: the config above does not validate:\n{exc}", file=err)
+        return 1
+    return 0

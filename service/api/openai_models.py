@@ -135,8 +135,11 @@ class ChatCompletionRequest(_OpenAICommon):
         )
 
 
+NonEmpty = Annotated[str, Field(min_length=1)]  # containers reject an empty prompt (TGI: `inputs` non-empty)
+
+
 class CompletionRequest(_OpenAICommon):
-    prompt: str | list[str]
+    prompt: NonEmpty | list[NonEmpty]
     echo: Literal[False] = False
     suffix: None = None
     best_of: Literal[1] | None = None
@@ -166,7 +169,7 @@ class GenerateRequest(_Strict):
     """Native API: canonical parameter names; `context` fills `{context}` of instruction templates."""
 
     model: Annotated[str, Field(min_length=1)]
-    inputs: str
+    inputs: NonEmpty
     context: str | None = None
     parameters: GenerateParameters = GenerateParameters()
     stream: bool = False

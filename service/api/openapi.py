@@ -1,0 +1,162 @@
+"""The OpenAPI document: request bodies from the same pydantic wire models the routes parse with,
+response models for every documented status, and the configured model names as an enum. The routes
+parse bodies themselves (for speed and one error shape), so FastAPI cannot infer any of this.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from service.api.openai_models import ChatCompletionRequest, CompletionRequest, GenerateRequest
+
+Finish = Literal["stop", "length", "error"]
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class UsageOut(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"]
+    content: str
+
+
+class ChatChoice(BaseModel):
+    index: int
+    message: AssistantMessage
+    finish_reason: Finish
+    logprobs: None
+
+
+class ChatCompletionOut(BaseModel):
+    id: str
+    object: Literal["chat.completion"]
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: UsageOut
+
+
+class TextChoice(BaseModel):
+    index: int
+    text: str
+    finish_reason: Finish
+    logprobs: None
+
+
+class CompletionOut(BaseModel):
+    id: str
+    object: Literal["text_completion"]
+    created: int
+    model: str
+    choices: list[TextChoice]
+    usage: UsageOut
+
+
+class NativeUsage(UsageOut):
+    source: Literal["backend", "tokenizer", "estimate"]
+
+
+class GenerationOut(BaseModel):
+    index: int
+    text: str
+    finish_reason: Finish
+
+
+class GenerateOut(BaseModel):
+    id: str
+    model: str
+    endpoint: str
+    generations: list[GenerationOut]
+    usage: NativeUsage
+    cost_usd: float
+    attempts: int
+    dropped_params: list[str]
+    timings: dict[str, float]
+
+
+class ModelOut(BaseModel):
+    id: str
+    object: Literal["model"]
+    created: int
+    owned_by: str
+    unsupported_params: Literal["reject", "drop"]
+    endpoints: list[dict[str, Any]]
+
+
+class ModelListOut(BaseModel):
+    object: Literal["list"]
+    data: list[ModelOut]
+
+
+# One server-sent event: `data` is a JSON chunk (or an error object, or the final "[DONE]").
+SSE_EVENT = {"type": "object", "required": ["data"],
+             "properties": {"data": {"type": "string"}, "event": {"type": "string"}, "id": {"type": "string"}}}
+
+ERROR_STATUSES = ("400", "401", "403", "404", "413", "429", "500", "502", "503", "504")
+GENERATION_ROUTES = {
+    "/v1/chat/completions": (ChatCompletionRequest, ChatCompletionOut),
+    "/v1/completions": (CompletionRequest, CompletionOut),
+    "/v1/generate": (GenerateRequest, GenerateOut),
+}
+
+
+def install_openapi(app: FastAPI, model_names: Callable[[], list[str]]) -> None:
+    def build() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = _document(app, model_names())
+        return app.openapi_schema
+
+    app.openapi = build  # type: ignore[method-assign]
+
+
+def _document(app: FastAPI, models: list[str]) -> dict[str, Any]:
+    doc = get_openapi(title=app.title, version=app.version, routes=app.routes)
+    wire = [(m, "validation") for m, _ in GENERATION_ROUTES.values()]
+    out = [(m, "serialization") for _, m in GENERATION_ROUTES.values()] + [(ErrorResponse, "serialization"),
+                                                                           (ModelListOut, "serialization")]
+    _, defs = models_json_schema([*wire, *out], ref_template="#/components/schemas/{model}")
+    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    schemas.update(defs.get("$defs", {}))
+    for name in ("ChatCompletionRequest", "CompletionRequest", "GenerateRequest"):
+        if models:
+            schemas[name]["properties"]["model"] = {"type": "string", "enum": models}
+    for path, (req, resp) in GENERATION_ROUTES.items():
+        op = doc["paths"][path]["post"]
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": _ref(req)}}}
+        op["responses"] = {"200": {"description": "the answer; server-sent events when stream is true",
+                                   "content": {"application/json": {"schema": _ref(resp)},
+                                               "text/event-stream": {"schema": SSE_EVENT}}},
+                           **_errors()}
+    doc["paths"]["/v1/models"]["get"]["responses"] = {
+        "200": {"description": "models", "content": {"application/json": {"schema": _ref(ModelListOut)}}},
+        **_errors()}
+    return doc
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _errors() -> dict[str, Any]:
+    return {code: {"description": "error", "content": {"application/json": {"schema": _ref(ErrorResponse)}}}
+            for code in ERROR_STATUSES}
