@@ -26,11 +26,9 @@ from botocore.exceptions import BotoCoreError, ClientError, ProfileNotFound
 
 from service import cost
 
-#: ListEndpoints statuses in which an endpoint cannot answer: listed in the output as skipped.
-_UNSERVABLE = frozenset({"Failed", "Deleting", "OutOfService"})
-_NEURON = frozenset({"inf1", "inf2", "trn1"})
 DEFAULT_CONCURRENCY = 32
-_INSTANCES = ("instance", "instances")
+_UNSERVABLE = frozenset({"Failed", "Deleting", "OutOfService"})  # endpoint statuses that cannot answer
+_NEURON = frozenset({"inf1", "inf2", "trn1"})
 _AWS_ERRORS = (ClientError, BotoCoreError)
 
 
@@ -85,7 +83,7 @@ class Rule:
         return bool((not self.repo or re.fullmatch(self.repo, repo))
                     and (not self.tag or re.search(self.tag, tag))
                     and all(re.fullmatch(rx, found.env.get(var, "")) for var, rx in self.env)
-                    and (not self.names or any(re.search(self.names, n, re.IGNORECASE) for n in found.names))
+                    and (not self.names or _search(self.names, found.names))
                     and (not self.accelerators or cost.accelerator_for(found.instance_type) in self.accelerators))
 
 
@@ -100,8 +98,9 @@ SCHEMA_RULES: tuple[Rule, ...] = (
          tag="lmi|deepspeed|tensorrtllm|vllm"),
     Rule("tgi", "Hugging Face TGI DLC image", repo="huggingface-pytorch-tgi-inference"),
     Rule("tgi", "Text Generation Inference image", repo="text-generation-inference"),
-    Rule("jumpstart", "JumpStart Meta Llama 2 model on the PyTorch inference container", repo="pytorch-inference",
-         names="meta-textgeneration-llama-2"),
+    # The jumpstart adapter sends dialogs, which only the chat ("-f") models take; base models are left unmatched.
+    Rule("jumpstart", "JumpStart Meta Llama 2 chat model on the PyTorch inference container",
+         repo="pytorch-inference", names=r"meta-textgeneration-llama-2-\d+b-f\b"),
     Rule("text2text", "JumpStart Hugging Face text2text model on the HF PyTorch inference image",
          repo="huggingface-pytorch-inference", names="(huggingface|hf)-text2text"),
     Rule("text2text", "HF_TASK=text2text-generation on the HF PyTorch inference image",
@@ -121,12 +120,10 @@ class Hints(NamedTuple):
 SCHEMA_HINTS: dict[str, Hints] = {
     "tgi": Hints(("MAX_TOTAL_TOKENS",), ("MAX_CONCURRENT_REQUESTS",), text_prompt=True),
     "lmi": Hints(("OPTION_MAX_MODEL_LEN",), ("OPTION_MAX_ROLLING_BATCH_SIZE",), text_prompt=True),
-    "neuron": Hints(("OPTION_N_POSITIONS", "OPTION_MAX_MODEL_LEN"), ("OPTION_MAX_ROLLING_BATCH_SIZE",),
-                    text_prompt=True),
+    "neuron": Hints(("OPTION_N_POSITIONS", "OPTION_MAX_MODEL_LEN"), ("OPTION_MAX_ROLLING_BATCH_SIZE",), True),
 }
 
-#: (regex searched in the model id, else the names; template). Only chat / instruct tunings: a base model
-#: has no chat format, so it gets none.
+#: (regex searched in the model id, else the names; template). Only chat / instruct tunings: base models get none.
 CHAT_TEMPLATE_RULES: tuple[tuple[str, str], ...] = (
     (r"llama-?3(\.\d+)?\b.*(instruct|chat)", "llama3"),
     (r"llama-?2\b.*(chat|-f\b)", "llama2"),
@@ -141,9 +138,12 @@ ATTRIBUTE_RULES: tuple[tuple[str, str, str], ...] = (
 
 def split_image(image: str) -> tuple[str, str]:
     """'123.dkr.ecr.us-east-1.amazonaws.com/djl-inference:0.29.0-lmi11.0.0-cu124' → ('djl-inference', '0.29.0-...')."""
-    last = image.split("@", 1)[0].rsplit("/", 1)[-1]
-    repo, _, tag = last.partition(":")
+    repo, _, tag = image.split("@", 1)[0].rsplit("/", 1)[-1].partition(":")
     return repo, tag
+
+
+def _search(pattern: str, texts: tuple[str, ...]) -> bool:
+    return any(re.search(pattern, text, re.IGNORECASE) for text in texts)
 
 
 def schema_rule(found: Found) -> Rule | None:
@@ -161,11 +161,9 @@ def gather(client: Any, region: str, *, page_size: int = 100) -> Discovery:
     items: list[Item] = []
     for summary in summaries:
         name, status = summary["EndpointName"], summary.get("EndpointStatus", "")
-        if status in _UNSERVABLE:
-            items.append(Skipped(f'endpoint "{name}"', f"its status is {status}", "fix it, then run discover again"))
-            continue
         try:
-            items += _endpoint(client, name)
+            items += _endpoint(client, name) if status not in _UNSERVABLE else [
+                Skipped(f'endpoint "{name}"', f"its status is {status}", "fix it, then run discover again")]
         except _AWS_ERRORS as exc:
             items.append(Skipped(f'endpoint "{name}"', f"could not be described ({aws_error(exc)})",
                                  "check the IAM policy allows sagemaker:Describe*, then run discover again"))
@@ -178,20 +176,17 @@ def _pages(call: Callable[..., Mapping[str, Any]], key: str, **kwargs: Any) -> I
     while True:
         page = call(**kwargs, **({"NextToken": token} if token else {}))
         yield from page.get(key, [])
-        token = page.get("NextToken")
-        if not token:
+        if not (token := page.get("NextToken")):
             return
 
 
 def _endpoint(client: Any, name: str) -> list[Item]:
     described = client.describe_endpoint(EndpointName=name)
-    config = client.describe_endpoint_config(EndpointConfigName=described["EndpointConfigName"])
+    variants = client.describe_endpoint_config(EndpointConfigName=described["EndpointConfigName"]).get(
+        "ProductionVariants", [])
     live = {v["VariantName"]: v for v in described.get("ProductionVariants", [])}
-    variants = config.get("ProductionVariants", [])
-    items: list[Item] = []
-    for pv in variants:
-        items += _variant(client, name, pv, live.get(pv["VariantName"], {}), several=len(variants) > 1)
-    return items
+    return [item for pv in variants
+            for item in _variant(client, name, pv, live.get(pv["VariantName"], {}), several=len(variants) > 1)]
 
 
 def _variant(client: Any, name: str, pv: Mapping[str, Any], live: Mapping[str, Any], several: bool) -> list[Item]:
@@ -231,14 +226,13 @@ def container_of(model: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
 
 
 def _components(client: Any, base: Found, where: str) -> list[Item]:
-    hint = ("add one endpoint per inference component by hand, with endpoint_name: "
-            f"{base.endpoint_name} and inference_component: <its name>")
     try:
         listed = list(_pages(client.list_inference_components, "InferenceComponents",
                              EndpointNameEquals=base.endpoint_name, VariantNameEquals=base.variant))
     except _AWS_ERRORS as exc:
         return [Skipped(where, "it has no model, so it hosts inference components, but they could not be "
-                        f"listed ({aws_error(exc)})", hint)]
+                        f"listed ({aws_error(exc)})", "add one endpoint per inference component by hand, with "
+                        f"endpoint_name: {base.endpoint_name} and inference_component: <its name>")]
     if not listed:
         return [Skipped(where, "it has no model and no inference components", "deploy one, then run discover again")]
     return [_component(client, base, s["InferenceComponentName"], where) for s in listed]
@@ -253,9 +247,8 @@ def _component(client: Any, base: Found, name: str, where: str) -> Item:
                        f"add it by hand with inference_component: {name}")
     spec = described.get("Specification") or {}
     container = spec.get("Container") or {}
-    found = replace(base, component=name, names=(*base.names, name),
-                    copies=max(int((described.get("RuntimeConfig") or {}).get("CurrentCopyCount") or 1), 1),
-                    env=dict(container.get("Environment") or {}))
+    found = replace(base, component=name, names=(*base.names, name), env=dict(container.get("Environment") or {}),
+                    copies=max(int((described.get("RuntimeConfig") or {}).get("CurrentCopyCount") or 1), 1))
     image = (container.get("DeployedImage") or {}).get("SpecifiedImage") or container.get("Image", "")
     if spec.get("ModelName") and not image:
         return _with_model(client, found, spec["ModelName"], {}, where)
@@ -270,8 +263,7 @@ def aws_error(exc: Exception) -> str:
     if message.startswith("<"):
         status = response.get("ResponseMetadata", {}).get("HTTPStatusCode", "?")
         message = f"HTTP {status} with an HTML body: the service may not implement this call"
-    code = error.get("Code", type(exc).__name__)
-    return f"{code}: {message[:200]}"
+    return f"{error.get('Code', type(exc).__name__)}: {message[:200]}"
 
 
 # --- inference of the config values (pure) ----------------------------------------------------------
@@ -279,29 +271,22 @@ Field = tuple[str, Any, str]  # key, value, comment saying where the value came 
 
 
 def _env_int(env: Mapping[str, str], names: tuple[str, ...]) -> tuple[str, int] | None:
-    for name in names:
-        value = env.get(name, "").strip()
-        if value.isdigit() and int(value) > 0:
-            return name, int(value)
-    return None
+    values = ((name, env.get(name, "").strip()) for name in names)
+    return next(((name, int(v)) for name, v in values if v.isdigit() and int(v) > 0), None)
 
 
 def _concurrency(found: Found, hints: Hints) -> Field:
-    replicas, nouns = (found.copies, ("copy", "copies")) if found.component else (found.instance_count, _INSTANCES)
-    unit = nouns[replicas > 1]
+    replicas, nouns = (found.copies, "copy copies") if found.component else (found.instance_count, "instance instances")
     batch = _env_int(found.env, hints.batch_env)
     if batch is None:
         return "max_concurrency", DEFAULT_CONCURRENCY, "default: no batch size setting in the environment"
-    return "max_concurrency", batch[1] * replicas, f"{batch[0]} {batch[1]} x {replicas} {unit}"
+    return "max_concurrency", batch[1] * replicas, f"{batch[0]} {batch[1]} x {replicas} {nouns.split()[replicas > 1]}"
 
 
 def _chat_template(found: Found) -> Field | None:
     ids = [found.env[v] for v in _MODEL_ID_ENV if found.env.get(v)]
-    for text in (*ids, *found.names):
-        for pattern, template in CHAT_TEMPLATE_RULES:
-            if re.search(pattern, text, re.IGNORECASE):
-                return "chat_template", template, f"from {text}"
-    return None
+    return next((("chat_template", template, f"from {text}") for text in (*ids, *found.names)
+                 for pattern, template in CHAT_TEMPLATE_RULES if re.search(pattern, text, re.IGNORECASE)), None)
 
 
 def endpoint_fields(found: Found, rule: Rule) -> list[Field]:
@@ -314,13 +299,12 @@ def endpoint_fields(found: Found, rule: Rule) -> list[Field]:
         fields.append(("price_per_hour", 0.0, f"FIXME: no built-in price for {found.instance_type}: "
                                               "set the USD price per instance-hour"))
     fields.append(_concurrency(found, hints))
-    context = _env_int(found.env, hints.context_env)
-    if context is not None:
+    if (context := _env_int(found.env, hints.context_env)) is not None:
         fields.append(("context_length", context[1], context[0]))
-    template = _chat_template(found) if hints.text_prompt else None
-    fields += [template] if template else []
+    if hints.text_prompt and (template := _chat_template(found)):
+        fields.append(template)
     fields += [("custom_attributes", attrs, why) for pattern, attrs, why in ATTRIBUTE_RULES
-               if any(re.search(pattern, n, re.IGNORECASE) for n in found.names)][:1]
+               if _search(pattern, found.names)][:1]
     if found.several_variants and not found.component:
         fields.append(("target_variant", found.variant, "the endpoint has several variants: one entry each"))
     if found.component:
@@ -347,9 +331,9 @@ def _line(indent: int, key: str, value: Any, comment: str = "") -> str:
 
 def _unmatched(found: Found, schemas: tuple[str, ...]) -> Skipped:
     where = f'endpoint "{found.endpoint_name}" variant "{found.variant}"'
+    where += f' inference component "{found.component}"' if found.component else ""
     routing = (f", target_variant: {found.variant}" if found.several_variants else "") + (
         f", inference_component: {found.component}" if found.component else "")
-    where += f' inference component "{found.component}"' if found.component else ""
     return Skipped(where, f"image {found.image or '(none)'} matches no schema rule",
                    f"to serve it, add an endpoint with endpoint_name: {found.endpoint_name}{routing}, instance_type: "
                    f"{found.instance_type} and the schema its container speaks (one of {', '.join(schemas)})")
@@ -363,8 +347,7 @@ def _comments(found: Found) -> list[str]:
              f"{cost.accelerator_for(found.instance_type)}, {price_text}"]
     if found.component:
         lines.append("the variant's instances are shared by its inference components: each entry counts them all")
-    lines += [found.note] if found.note else []
-    return [f"    # {line}" for line in lines]
+    return [f"    # {line}" for line in [*lines, *([found.note] if found.note else [])]]
 
 
 def _unique(base: str, taken: set[str]) -> str:
@@ -373,22 +356,21 @@ def _unique(base: str, taken: set[str]) -> str:
     return name
 
 
-def _sections(found: list[tuple[Found, Rule]]) -> tuple[list[str], list[str]]:
-    endpoint_lines: list[str] = []
-    targets: dict[str, list[tuple[str, float]]] = {}
-    taken: set[str] = set()
+def _sections(found: list[tuple[Found, Rule]]) -> list[str]:
+    """The endpoints and models sections: one endpoint per variant or component, one model per SageMaker endpoint
+    (over its variants, with their traffic weights) or per inference component."""
+    lines, targets, taken = ["endpoints:"], dict[str, list[tuple[str, float]]](), set[str]()
     for f, rule in found:
-        plain = f"{f.endpoint_name}-{f.variant}" if f.several_variants else f.endpoint_name
-        eid = _unique(f.component or plain, taken)
-        endpoint_lines += [f"  {_yaml(eid)}:", *_comments(f),
-                           *(_line(4, *kv) for kv in endpoint_fields(f, rule))]
+        eid = _unique(f.component or (f"{f.endpoint_name}-{f.variant}" if f.several_variants else f.endpoint_name),
+                      taken)
+        lines += [f"  {_yaml(eid)}:", *_comments(f), *(_line(4, *kv) for kv in endpoint_fields(f, rule))]
         targets.setdefault(f.component or f.endpoint_name, []).append((eid, 1.0 if f.component else f.weight))
-    model_lines: list[str] = []
+    lines.append("models:")
     for model, group in targets.items():
-        weights = [w if any(w > 0 for _, w in group) else 1.0 for _, w in group]
-        model_lines += [f"  {_yaml(model)}:", "    targets:", *(
-            f"      - {{endpoint: {_yaml(eid)}, weight: {w:g}}}" for (eid, _), w in zip(group, weights, strict=True))]
-    return endpoint_lines, model_lines
+        some = any(w > 0 for _, w in group)  # all zero would route nothing: weigh them equally instead
+        lines += [f"  {_yaml(model)}:", "    targets:",
+                  *(f"      - {{endpoint: {_yaml(eid)}, weight: {w if some else 1:g}}}" for eid, w in group)]
+    return lines
 
 
 def render(discovery: Discovery, *, now: datetime | None = None, schemas: tuple[str, ...] | None = None) -> str:
@@ -400,8 +382,8 @@ def render(discovery: Discovery, *, now: datetime | None = None, schemas: tuple[
     ruled = [(f, schema_rule(f)) for f in discovery.found]
     good = [(f, rule) for f, rule in ruled if rule is not None]
     skipped = [*discovery.skipped, *(_unmatched(f, schemas) for f, rule in ruled if rule is None)]
-    stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    lines = [f"# jumpgate config written by `jumpgate discover` for region {discovery.region} at {stamp}.",
+    lines = [f"# jumpgate config written by `jumpgate discover` for region {discovery.region} at "
+             f"{(now or datetime.now(UTC)):%Y-%m-%dT%H:%M:%SZ}.",
              f"# {discovery.endpoints_seen} SageMaker endpoints listed: {len(good)} jumpgate endpoints, "
              f"{len(skipped)} skipped.",
              "# Schemas, context lengths and concurrency were inferred from container images and environments",
@@ -411,9 +393,7 @@ def render(discovery: Discovery, *, now: datetime | None = None, schemas: tuple[
         lines += [f"# SKIPPED {s.where}: {s.why}.", *textwrap.wrap(
             s.hint + ".", 116, initial_indent="#   ", subsequent_indent="#   ", break_on_hyphens=False)]
     if good:
-        endpoint_lines, model_lines = _sections(good)
-        lines += ["aws:", f"  region: {_yaml(discovery.region)}", "endpoints:", *endpoint_lines,
-                  "models:", *model_lines]
+        lines += ["aws:", f"  region: {_yaml(discovery.region)}", *_sections(good)]
     return "\n".join(lines) + "\n"
 
 
@@ -445,8 +425,7 @@ def _self_check(text: str, err: TextIO) -> int:
     """The output must pass check-config; say so on stderr when it does not (a bug, or nothing to serve)."""
     from service.config import ConfigError, parse_config
 
-    data = yaml.safe_load(text)
-    if data is None:
+    if (data := yaml.safe_load(text)) is None:
         print("jumpgate discover: no endpoint could be turned into a config; the comments above say why", file=err)
         return 1
     try:

@@ -180,6 +180,7 @@ def to_openai_body(err: GatewayError) -> dict[str, Any]:
 
 
 def response_headers(err: GatewayError) -> dict[str, str]:
-    if err.retry_after is None:
+    """429 and 503 always say when to come back (DESIGN.md); 1 second when nothing better is known."""
+    if err.retry_after is None and err.status not in (429, 503):
         return {}
-    return {"retry-after": str(max(1, round(err.retry_after)))}
+    return {"retry-after": str(max(1, round(err.retry_after or 1)))}

@@ -212,7 +212,8 @@ class Gateway:
         merged = _merge(decoded)
         counter = plan.endpoint.counter
         choices = tuple(_finish(c, i, plan.params, counter) for i, c in enumerate(merged.choices))
-        usage = resolve_usage(merged, plan.prompt_text, [c.text for c in merged.choices], counter)
+        usage = resolve_usage(merged, plan.prompt_text, [c.text for c in merged.choices], counter,
+                              plan.params.max_new_tokens)
         upstream = sum(r.seconds for r in results)
         ep = plan.endpoint
         return Generation(

@@ -133,7 +133,7 @@ class GatewayStream:
 
         decoded = Decoded((), end.prompt_tokens if end else None, end.completion_tokens if end else None)
         counter = self.endpoint.counter
-        usage = resolve_usage(decoded, self.plan.prompt_text, [text], counter)
+        usage = resolve_usage(decoded, self.plan.prompt_text, [text], counter, self.plan.params.max_new_tokens)
         if stopped:
             reason = FinishReason.STOP
         elif end is not None and end.finish_reason is not None:

@@ -57,13 +57,19 @@ ESTIMATE = Estimate()
 
 
 def resolve_usage(decoded: Decoded, prompt_text: str, completion_texts: list[str],
-                  counter: TokenCounter = ESTIMATE) -> Usage:
-    """The backend's counts where it gave them, the counter's for the rest; the weakest source is reported."""
+                  counter: TokenCounter = ESTIMATE, max_new_tokens: int | None = None) -> Usage:
+    """The backend's counts where it gave them, the counter's for the rest; the weakest source is reported.
+
+    A counted completion is capped at max_new_tokens per choice: the container cannot have generated more,
+    whatever a local count of the text says (an estimate over-counts multi-byte text)."""
     prompt = decoded.prompt_tokens
     completion = decoded.completion_tokens
     exact = prompt is not None and completion is not None
+    if completion is None:
+        counts = [counter.count(text) for text in completion_texts]
+        completion = sum(min(c, max_new_tokens) if max_new_tokens else c for c in counts)
     return Usage(
         prompt_tokens=prompt if prompt is not None else counter.count(prompt_text),
-        completion_tokens=completion if completion is not None else sum(map(counter.count, completion_texts)),
+        completion_tokens=completion,
         source=TokenSource.BACKEND if exact else counter.source,
     )
