@@ -4,7 +4,9 @@ with the Dockerfile and with the gateway's real endpoints."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -152,7 +154,7 @@ def test_resources_are_requested_and_bounded(rendered: list[Doc]) -> None:
 
 def test_config_is_mounted_where_jumpgate_config_points(rendered: list[Doc], tmp_path: Path) -> None:
     c = container(rendered)
-    config_path = {e["name"]: e["value"] for e in c["env"]}["JUMPGATE_CONFIG"]
+    config_path = {e["name"]: e.get("value") for e in c["env"]}["JUMPGATE_CONFIG"]
     directory, file_name = config_path.rsplit("/", 1)
     (mount,) = [m for m in c["volumeMounts"] if m["mountPath"] == directory]
     (volume,) = [v for v in pod_spec(rendered)["volumes"] if v["name"] == mount["name"]]
@@ -161,7 +163,16 @@ def test_config_is_mounted_where_jumpgate_config_points(rendered: list[Doc], tmp
     # the config it carries passes the gateway's own validation
     sample = tmp_path / file_name
     sample.write_text(config_map["data"][file_name])
-    done = subprocess.run([sys.executable, "-m", "service", "check-config", str(sample)], cwd=ROOT,
+    # the key hash comes from the Secret the Deployment maps into the environment; without it the config is
+    # refused (the pod must not start unauthenticated)
+    secret_env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in c["env"] if "valueFrom" in e}
+    assert secret_env["JUMPGATE_API_KEY_SHA256"] == {"name": "jumpgate-api-keys", "key": "default-sha256"}
+    env = {k: v for k, v in os.environ.items() if k != "JUMPGATE_API_KEY_SHA256"}
+    refused = subprocess.run([sys.executable, "-m", "service", "check-config", str(sample)], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=60, check=False)
+    assert refused.returncode == 1 and "JUMPGATE_API_KEY_SHA256" in refused.stderr
+    env["JUMPGATE_API_KEY_SHA256"] = hashlib.sha256(b"a-test-key").hexdigest()
+    done = subprocess.run([sys.executable, "-m", "service", "check-config", str(sample)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
 
