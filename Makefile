@@ -17,9 +17,18 @@ serve: $(STAMP)
 simulate: $(STAMP)
 	$(BIN)/jumpgate simulate
 
+# Debian's prometheus package: promtool and the server for tests/deploy and tests/e2e/test_prometheus.py
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
 test: $(STAMP)
+	command -v prometheus >/dev/null || ($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends prometheus)
 	$(BIN)/ruff check service clients tests
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
-bench: $(STAMP)
-	$(BIN)/python -m tests.bench.run
+$(VENV)/.bench-installed: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	touch $@
+
+# ARGS=--quick for a 30-second run; see `python -m tests.bench.run --help`.
+bench: $(VENV)/.bench-installed
+	$(BIN)/python -m tests.bench.run $(ARGS)

@@ -64,10 +64,19 @@ class Metrics:
                                 registry=r)
 
     def describe_endpoints(self, catalog: Catalog) -> None:
-        """Set the price gauges and create each endpoint's series, so dashboards show zeros, not gaps."""
+        """Set the price gauges and create every configured series at zero before traffic: a counter series
+        born with its first request would hide that request from rate() and increase() after each restart."""
         for ep in catalog.endpoints.values():
             self.price.labels(ep.id, ep.instance_type, ep.accelerator).set(ep.endpoint_price_per_hour)
             self.inflight.labels(ep.id).set(0)
+        for model in catalog.models.values():
+            for ep, _ in model.targets:
+                source = "backend" if ep.adapter.reports_counts else ep.counter.source.value
+                for direction in ("prompt", "completion"):
+                    self.tokens.labels(model.name, ep.id, direction, source)
+                for api in ("chat", "completions", "generate"):
+                    self.requests.labels(model.name, ep.id, api, "200")
+                self.cost.labels(model.name, ep.id, "anonymous")
 
     def record(self, t: Trace) -> None:
         total = (t.finished or t.started) - t.started

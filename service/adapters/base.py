@@ -33,6 +33,8 @@ class Adapter(Protocol):
     sampling: Sampling
     #: whether the container can stream (schemas that cannot are served by invoke + re-emit)
     can_stream: bool
+    #: whether non-streaming answers carry exact prompt and completion counts (usage source `backend`)
+    reports_counts: bool
 
     def encode(self, req: GenerationRequest, spec: PromptSpec, wire: WireParams) -> Payload:
         """Build the container payload. `wire.values` holds the normalized parameters under wire names."""

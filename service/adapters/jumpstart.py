@@ -37,6 +37,7 @@ GREEDY_TEMPERATURE = 0.01
 class JumpStartAdapter:
     name = "jumpstart"
     can_stream = False
+    reports_counts = False  # no token counts: the gateway counts them
     sampling = Sampling(greedy={"temperature": GREEDY_TEMPERATURE}, sample={})
     rules: Rules = {
         "max_new_tokens": native("max_new_tokens", Range(lo=1)),

@@ -34,6 +34,7 @@ PENALTY = Range(-2, 2)
 class LmiAdapter:
     name = "lmi"
     can_stream = True
+    reports_counts = True  # prompt and completion tokens in every non-streaming answer
     #: vLLM / lmi-dist report prompt tokens in `details.prefill` when asked; NeuronX does not take it
     prefill_details = True
     sampling = Sampling(greedy={"do_sample": False}, sample={"do_sample": True})

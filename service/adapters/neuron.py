@@ -17,6 +17,7 @@ from service.params import EMULATED, UNSUPPORTED, Range, Rules, native
 class NeuronAdapter(LmiAdapter):
     name = "neuron"
     prefill_details = False
+    reports_counts = False  # generated tokens only: the prompt is counted locally
     rules: Rules = {
         "max_new_tokens": native("max_new_tokens", Range(lo=1)),
         "temperature": native("temperature", Range(0, lo_open=True), sampling_only=True),

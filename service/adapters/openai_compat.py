@@ -32,6 +32,7 @@ PENALTY = Range(-2, 2)
 class OpenAICompatAdapter:
     name = "openai"
     can_stream = True
+    reports_counts = True  # prompt and completion tokens in every non-streaming answer
     sampling = Sampling(greedy={"temperature": 0}, sample={})
     rules: Rules = {
         "max_new_tokens": native("max_tokens", Range(lo=1)),

@@ -21,6 +21,7 @@ POSITIVE = Range(lo=0, lo_open=True)
 class Text2TextAdapter:
     name = "text2text"
     can_stream = False
+    reports_counts = False  # no token counts: the gateway counts them
     sampling = Sampling(greedy={"do_sample": False}, sample={"do_sample": True})
     rules: Rules = {
         "max_new_tokens": native("max_length", Range(lo=1)),

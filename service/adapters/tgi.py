@@ -34,6 +34,7 @@ POSITIVE = Range(lo=0, lo_open=True)
 class TgiAdapter:
     name = "tgi"
     can_stream = True
+    reports_counts = True  # prompt and completion tokens in every non-streaming answer
     sampling = Sampling(greedy={"do_sample": False}, sample={"do_sample": True})
     rules: Rules = {
         "max_new_tokens": native("max_new_tokens", Range(lo=1)),

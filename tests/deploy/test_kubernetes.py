@@ -39,8 +39,10 @@ def rendered(request: pytest.FixtureRequest) -> list[Doc]:
     return kustomize.build(TREES[request.param])
 
 
-def one(docs: list[Doc], kind: str) -> Doc:
-    found = [d for d in docs if d["kind"] == kind]
+def one(docs: list[Doc], kind: str, name: str | None = None) -> Doc:
+    if kind == "Service" and name is None:
+        name = "jumpgate"  # the client-facing one; jumpgate-metrics is the headless one for scraping
+    found = [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
     assert len(found) == 1, f"{len(found)} {kind} documents"
     return found[0]
 
@@ -239,3 +241,17 @@ def test_overlay_sets_namespace_image_and_role() -> None:
     assert container(docs)["image"].endswith("/jumpgate:0.1.0")
     assert "REPLACE-ME" not in one(docs, "ServiceAccount")["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
     assert one(docs, "ServiceMonitor")["metadata"]["labels"]["release"]
+
+
+def test_headless_metrics_service_is_what_prometheus_discovers(rendered: list[Doc]) -> None:
+    metrics = one(rendered, "Service", "jumpgate-metrics")
+    assert metrics["spec"]["clusterIP"] == "None"
+    labels = pod_spec_labels(rendered)
+    assert all(labels.get(k) == v for k, v in metrics["spec"]["selector"].items())
+    scrape = (ROOT / "deploy/prometheus/prometheus.yml").read_text()
+    assert "jumpgate-metrics." in scrape
+
+
+def pod_spec_labels(rendered: list[Doc]) -> dict[str, str]:
+    labels: dict[str, str] = one(rendered, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    return labels
