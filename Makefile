@@ -17,11 +17,13 @@ serve: $(STAMP)
 simulate: $(STAMP)
 	$(BIN)/jumpgate simulate
 
-# Debian's prometheus package: promtool and the server for tests/deploy and tests/e2e/test_prometheus.py
+# Debian packages the tests run for real: prometheus (promtool and the server, tests/deploy and
+# tests/e2e/test_prometheus.py) and redis-server (limits shared by replicas, tests/e2e/test_tenancy.py).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 test: $(STAMP)
-	command -v prometheus >/dev/null || ($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends prometheus)
+	command -v prometheus >/dev/null && command -v redis-server >/dev/null || \
+	  ($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends prometheus redis-server)
 	$(BIN)/ruff check service clients tests
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
