@@ -1,0 +1,194 @@
+"""``python -m tests.bench.run``: gateway overhead and throughput against the zero-latency simulator.
+
+Starts the simulator (zero latency, 64-token answers) and ``jumpgate serve --config FILE --workers 1``
+on loopback, then drives each scenario with the load generator (tests/bench/load.py, its own process) and
+prints one report: direct-to-simulator and through-gateway figures side by side, from the same run.
+The direct requests carry the exact TGI payload the gateway sent (read back from the simulator) and are
+SigV4-signed like the gateway's. Nothing here asserts a timing; the smoke test checks the report's shape.
+
+    python -m tests.bench.run                     # everything, 10 s per scenario, RSS over 100,000 requests
+    python -m tests.bench.run --quick             # 2 s per scenario, no RSS run, no LiteLLM
+    python -m tests.bench.run --scenarios plain --profile /tmp/gw.txt   # py-spy the gateway at c=32
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tests.bench import stack as st
+from tests.bench.report import Measured, Results, code_version, render
+from tests.procs import ROOT
+
+SCENARIOS = ("plain", "stream", "memory", "litellm")
+RSS_REQUESTS = 100_000
+RSS_MAX_S = 900.0  # the RSS run is bounded by time too
+JSON = {"content-type": "application/json"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    _resolve(args)
+    command = "python -m tests.bench.run " + shlex.join(sys.argv[1:] if argv is None else argv)
+    started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    code = code_version(str(ROOT))  # before the run: the gateway process runs the work tree as it is now
+    print(f"jumpgate benchmark, {started}", flush=True)
+    setup = (f"simulator zero latency, 64-token answers; gateway `jumpgate serve --workers 1`, model {st.MODEL} "
+             f"(tgi); aiohttp load generator in its own process; {args.duration:g} s per scenario; loopback")
+    with tempfile.TemporaryDirectory(prefix="jumpgate-bench-") as tmp:
+        stack = st.Stack(Path(tmp))
+        try:
+            res = Bench(stack, args).run()
+        except BaseException:
+            print(f"gateway log tail:\n{stack.gw.output()[-3000:]}", file=sys.stderr)
+            raise
+        finally:
+            stack.stop()
+    print("\n".join(render(res, command=command, setup=setup, code=code)), flush=True)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m tests.bench.run", description=__doc__.split("\n\n")[0])
+    p.add_argument("--duration", type=float, default=None, help="seconds per scenario (default 10, --quick 2)")
+    p.add_argument("--scenarios", default=None,
+                   help=f"comma-separated subset of {','.join(SCENARIOS)} (default: all; --quick: all but litellm)")
+    p.add_argument("--rss-requests", type=int, default=None,
+                   help=f"requests between the two RSS readings (default {RSS_REQUESTS:,}, --quick 0 = skip)")
+    p.add_argument("--quick", action="store_true", help="2 s per scenario, no RSS run, no LiteLLM")
+    p.add_argument("--litellm", default=None, help="path of LiteLLM's `litellm` script (default: beside this "
+                   "Python, else on PATH); pip install 'litellm[proxy]', ideally in its own venv")
+    p.add_argument("--profile", default=None, metavar="FILE",
+                   help="py-spy the gateway during the gateway c=32 run; collapsed stacks go to FILE")
+    return p
+
+
+def _resolve(args: argparse.Namespace) -> None:
+    args.duration = args.duration if args.duration is not None else (2.0 if args.quick else 10.0)
+    if args.rss_requests is None:
+        args.rss_requests = 0 if args.quick else RSS_REQUESTS
+    if args.scenarios is None:
+        args.scenarios = ",".join(s for s in SCENARIOS if not (args.quick and s == "litellm"))
+    chosen = {s.strip() for s in args.scenarios.split(",") if s.strip()}
+    unknown = chosen - set(SCENARIOS)
+    if unknown:
+        raise SystemExit(f"unknown scenarios {sorted(unknown)}; choose from {','.join(SCENARIOS)}")
+    args.chosen = chosen
+
+
+class Bench:
+    def __init__(self, stack: st.Stack, args: argparse.Namespace) -> None:
+        self.stack, self.args = stack, args
+        self.watch = {"gateway": stack.gw.popen.pid, "simulator": stack.sim.popen.pid}
+        self.res = Results()
+
+    def run(self) -> Results:
+        s = self.stack
+        plain_up, stream_up = s.capture(stream=False), s.capture(stream=True)
+        s.check_direct(plain_up)
+        s.stop_recording()
+        self.specs = {
+            "direct": {"url": plain_up.url, "body": plain_up.body.decode(), "kind": "plain",
+                       "sign": plain_up.sign_spec()},
+            "gateway": {"url": s.gw.url + "/v1/chat/completions", "body": st.chat_body(stream=False).decode(),
+                        "kind": "plain", "headers": JSON},
+            "stream direct": {"url": stream_up.url, "body": stream_up.body.decode(), "kind": "eventstream",
+                              "sign": stream_up.sign_spec()},
+            "stream gateway": {"url": s.gw.url + "/v1/chat/completions", "body": st.chat_body(stream=True).decode(),
+                               "kind": "sse", "headers": JSON},
+        }
+        self._warm_up()
+        if "plain" in self.args.chosen:
+            self._plain()
+        if "stream" in self.args.chosen:
+            for name in ("direct", "gateway"):
+                self.res.stream[name] = self.drive(self.specs[f"stream {name}"], 1, self.args.duration)
+        if "memory" in self.args.chosen:
+            self._memory()
+        if "litellm" in self.args.chosen:
+            self._litellm()
+        return self.res
+
+    def _warm_up(self) -> None:
+        seconds = max(0.5, self.args.duration / 5)
+        for name in self.specs:
+            self.drive(self.specs[name], 1 if name.startswith("stream") else 32, seconds)
+
+    def _plain(self) -> None:
+        for conc in (1, 32):
+            for name in ("direct", "gateway"):
+                profile = self.args.profile if (name, conc) == ("gateway", 32) else None
+                self.res.plain[f"{name} c={conc}"] = self.drive(self.specs[name], conc, self.args.duration, profile)
+
+    def _memory(self) -> None:
+        pid = self.watch["gateway"]
+        self.res.rss_warm_mb = st.rss_mb(pid)
+        if self.args.rss_requests > 0:
+            self.drive(self.specs["gateway"], 32, RSS_MAX_S, max_requests=self.args.rss_requests)
+            self.res.rss_requests = self.args.rss_requests
+            self.res.rss_after_mb = st.rss_mb(pid)
+
+    def _litellm(self) -> None:
+        exe = st.find_litellm(self.args.litellm)
+        if exe is None:
+            self.res.litellm_note = "not installed (pip install 'litellm[proxy]'; pass --litellm PATH)"
+            return
+        proc = self.stack.start_litellm(exe)
+        self.watch["litellm"] = proc.popen.pid
+        spec = {**self.specs["gateway"], "url": proc.url + "/v1/chat/completions",
+                "headers": {**JSON, "authorization": f"Bearer {self.stack.litellm_key}"}}
+        self.drive(spec, 32, max(1.0, self.args.duration / 5))  # warm-up
+        for conc in (32, 1):
+            self.res.litellm[f"c={conc}"] = self.drive(spec, conc, self.args.duration)
+
+    def drive(self, spec: dict[str, Any], concurrency: int, duration: float, profile: str | None = None,
+              max_requests: int = 10**9) -> Measured:
+        """One load run in a fresh load-generator process; fails loudly on any error response."""
+        full = {**spec, "concurrency": concurrency, "duration_s": duration, "max_requests": max_requests}
+        before = self._cpu()
+        proc = subprocess.Popen([sys.executable, "-m", "tests.bench.load"], cwd=ROOT, stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True)
+        assert proc.stdin is not None
+        proc.stdin.write(json.dumps(full))
+        proc.stdin.close()
+        if profile:
+            _py_spy(self.watch["gateway"], profile, duration)
+        out = proc.stdout.read() if proc.stdout else ""
+        if proc.wait(duration + 120) != 0:
+            raise RuntimeError(f"load generator failed (exit {proc.returncode}) on {spec['url']}")
+        load = json.loads(out)
+        if load["errors"] or not load["requests"]:
+            raise RuntimeError(f"{load['errors']} errors, {load['requests']} answers from {spec['url']}: "
+                               f"{load['error_samples']}")
+        used = {name: value - before[name] for name, value in self._cpu().items()}
+        # Whatever else ran on the machine meanwhile (other sessions, py-spy): a noisy run shows here.
+        wall = used.pop("wall")
+        used["other"] = used.pop("machine") - sum(used.values())
+        return Measured(load, used, wall)
+
+    def _cpu(self) -> dict[str, float]:
+        cpu = {name: st.cpu_seconds(pid) for name, pid in self.watch.items()}
+        return {**cpu, "loadgen": st.children_cpu_seconds(), "machine": st.machine_busy_seconds(),
+                "wall": time.perf_counter()}
+
+
+def _py_spy(pid: int, out: str, duration: float) -> None:
+    """Sample the gateway for the middle of the run (the load generator needs ~0.5 s to start)."""
+    time.sleep(1.0)
+    seconds = max(1, int(duration - 2))
+    beside = Path(sys.executable).parent / "py-spy"
+    exe = str(beside) if beside.exists() else "py-spy"
+    subprocess.run([exe, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "250",
+                    "--format", "raw", "--output", out, "--nonblocking"], check=True, capture_output=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
