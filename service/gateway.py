@@ -125,6 +125,8 @@ class Gateway:
     async def _first_success(self, plans: list[Plan], trace: Trace | None,
                              deadline: float) -> tuple[Plan, list[CallResult]]:
         async def attempt(plan: Plan, last: bool) -> list[CallResult]:
+            if len(plan.payloads) == 1:  # the usual case: no task per call
+                return [await self.call(plan.endpoint, plan.payloads[0], last=last, deadline=deadline)]
             calls = (self.call(plan.endpoint, p, last=last, deadline=deadline) for p in plan.payloads)
             return list(await asyncio.gather(*calls))
 

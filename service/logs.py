@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from typing import Any
 
 import orjson
@@ -20,8 +21,18 @@ _request_log = logging.getLogger("jumpgate.request")
 
 
 class JsonFormatter(logging.Formatter):
+    _second = -1
+    _stamp = ""
+
+    def _time(self, created: float) -> str:
+        # One strftime per second, not per line: request lines are written on the hot path.
+        second = int(created)
+        if second != self._second:
+            self._second, self._stamp = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._stamp}.{int((created - second) * 1000):03d}Z"
+
     def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), "level": record.levelname,
+        entry: dict[str, Any] = {"time": self._time(record.created), "level": record.levelname,
                                  "logger": record.name, "message": record.getMessage()}
         entry.update(getattr(record, REQUEST_FIELDS, {}))
         if record.exc_info:

@@ -12,6 +12,8 @@ time per output token 1 ms to 1 s.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from service.amortized import TokenWindow
@@ -28,6 +30,7 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None, window: TokenWindow | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         self.window = window or TokenWindow()
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         r = self.registry
         self.requests = Counter("jumpgate_requests", "Requests by outcome", ["model", "endpoint", "api", "status"],
                                 registry=r)
@@ -80,22 +83,31 @@ class Metrics:
 
     def record(self, t: Trace) -> None:
         total = (t.finished or t.started) - t.started
-        self.requests.labels(t.model, t.endpoint, t.api, str(t.status)).inc()
-        self.request_duration.labels(t.model, t.endpoint, t.api, "true" if t.stream else "false").observe(total)
+        child = self._child
+        child(self.requests, t.model, t.endpoint, t.api, str(t.status)).inc()
+        child(self.request_duration, t.model, t.endpoint, t.api, "true" if t.stream else "false").observe(total)
         if t.rejected is not None:
-            self.rejected.labels(t.model, t.rejected).inc()
+            child(self.rejected, t.model, t.rejected).inc()
         if t.endpoint == "none":
             return
-        self.upstream_duration.labels(t.endpoint, t.schema, t.accelerator).observe(t.upstream_seconds)
-        self.overhead.labels(t.api).observe(max(0.0, total - t.upstream_seconds))
+        child(self.upstream_duration, t.endpoint, t.schema, t.accelerator).observe(t.upstream_seconds)
+        child(self.overhead, t.api).observe(max(0.0, total - t.upstream_seconds))
         if t.first_token_seconds is not None:
-            self.ttft.labels(t.model, t.endpoint, t.accelerator).observe(t.first_token_seconds)
+            child(self.ttft, t.model, t.endpoint, t.accelerator).observe(t.first_token_seconds)
         if t.per_token_seconds is not None:
-            self.tpot.labels(t.model, t.endpoint, t.accelerator).observe(t.per_token_seconds)
+            child(self.tpot, t.model, t.endpoint, t.accelerator).observe(t.per_token_seconds)
         if t.usage is not None:
             source = t.usage.source.value
-            self.tokens.labels(t.model, t.endpoint, "prompt", source).inc(t.usage.prompt_tokens)
-            self.tokens.labels(t.model, t.endpoint, "completion", source).inc(t.usage.completion_tokens)
+            child(self.tokens, t.model, t.endpoint, "prompt", source).inc(t.usage.prompt_tokens)
+            child(self.tokens, t.model, t.endpoint, "completion", source).inc(t.usage.completion_tokens)
             self.window.add(t.endpoint, t.usage.total_tokens)
         if t.cost_usd:
-            self.cost.labels(t.model, t.endpoint, t.tenant).inc(t.cost_usd)
+            child(self.cost, t.model, t.endpoint, t.tenant).inc(t.cost_usd)
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """`metric.labels(...)` with the child cached: label values are bounded, so the cache is too."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found

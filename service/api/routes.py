@@ -4,6 +4,7 @@ to the OpenAI error shape by the one handler in `service.app`.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -108,6 +109,10 @@ async def generate(request: Request) -> Response:
     return await _serve(request, "generate", GenerateRequest, render.native)
 
 
+#: POST routes served by GatewayApp's fast path (service/app.py)
+FAST_ROUTES = {"/v1/chat/completions": chat_completions, "/v1/completions": completions, "/v1/generate": generate}
+
+
 @router.get("/v1/models")
 async def models(request: Request) -> render.JSONResponse:
     gateway: Gateway = request.app.state.gateway
@@ -145,8 +150,10 @@ async def admin_status(request: Request) -> render.JSONResponse:
     """Circuit state, slots and retry budget per endpoint; which endpoints each model routes to."""
     gateway: Gateway = request.app.state.gateway
     request.app.state.auth.identify(request.headers.get("authorization"))  # any valid key, when keys are on
+    loop = asyncio.get_running_loop()
     return render.JSONResponse({
         "config": request.app.state.config_info,
+        "event_loop": f"{type(loop).__module__}.{type(loop).__name__}",
         "endpoints": {eid: state.status() for eid, state in sorted(gateway.fleet.states.items())},
         "models": {name: {"targets": [{"endpoint": ep.id, "weight": w} for ep, w in m.targets],
                           "shadow": m.shadow.endpoint if m.shadow else None}

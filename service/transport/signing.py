@@ -41,6 +41,8 @@ class Signer:
         self._credentials: Credentials | None = None
         self._retry_at = 0.0
         self._last_problem = ""
+        self._auth: tuple[ReadOnlyCredentials, CachedKeySigV4Auth] | None = None
+        self._keys: dict[tuple[str, str], bytes] = {}
 
     @classmethod
     def static(cls, access_key: str, secret_key: str, session_token: str | None = None, *,
@@ -79,7 +81,10 @@ class Signer:
         return dict(request.headers.items())
 
     def _auth_for(self, credentials: ReadOnlyCredentials) -> SigV4Auth:
-        return SigV4Auth(credentials, SIGNING_NAME, self.region)
+        """One botocore signer per credential triple (a refresh brings a new triple and a new signer)."""
+        if self._auth is None or self._auth[0] != credentials:
+            self._auth = (credentials, CachedKeySigV4Auth(credentials, SIGNING_NAME, self.region, self._keys))
+        return self._auth[1]
 
     def _frozen(self) -> ReadOnlyCredentials:
         credentials = self._credentials or self._resolve()
@@ -112,3 +117,29 @@ class Signer:
         return NoEndpointAvailable(
             f"AWS credentials could not be resolved for SageMaker in {self.region} ({redact(problem)}); "
             f"to provide them, {HOW_TO_PROVIDE}")
+
+
+class CachedKeySigV4Auth(SigV4Auth):
+    """botocore's SigV4 with the derived signing key cached per secret and day.
+
+    The key (four chained HMACs over the date, region, service and "aws4_request") depends only on the
+    secret key, the day, the region and the service, so it is derived once a day instead of on every request;
+    the signature itself is botocore's, over botocore's canonical request.
+    """
+
+    def __init__(self, credentials: ReadOnlyCredentials, service: str, region: str,
+                 cache: dict[tuple[str, str], bytes]) -> None:
+        super().__init__(credentials, service, region)
+        self._cache = cache
+
+    def signature(self, string_to_sign: str, request: AWSRequest) -> str:
+        day = request.context["timestamp"][0:8]
+        secret = self.credentials.secret_key
+        key = self._cache.get((secret, day))
+        if key is None:
+            k_date = self._sign(f"AWS4{secret}".encode(), day)
+            key = self._sign(self._sign(self._sign(k_date, self._region_name), self._service_name), "aws4_request")
+            if len(self._cache) > 16:  # old days and rotated secrets
+                self._cache.clear()
+            self._cache[(secret, day)] = key
+        return str(self._sign(key, string_to_sign, hex=True))
