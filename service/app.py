@@ -230,6 +230,9 @@ def app_from_env() -> FastAPI:
     import os
 
     from service.config import load_config
+    from service.logs import setup_logging
 
     path = os.environ["JUMPGATE_CONFIG"]
-    return create_app(load_config(path), config_path=path)
+    config = load_config(path)
+    setup_logging(config.logging.format)  # workers are fresh processes: nothing is inherited
+    return create_app(config, config_path=path)

@@ -96,8 +96,10 @@ def _serve_config(args: argparse.Namespace) -> int:
     drain = config.resilience.drain_s
     if args.workers > 1:
         os.environ["JUMPGATE_CONFIG"] = args.config
+        _multiprocess_metrics_dir()
         uvicorn.run("service.app:app_from_env", factory=True, host=args.host, port=args.port,
-                    workers=args.workers, log_level="info", timeout_graceful_shutdown=drain)
+                    workers=args.workers, log_level="info", timeout_graceful_shutdown=drain,
+                    access_log=False, log_config=None)
         return 0
     app = create_app(config, config_path=args.config)
     # uvicorn's access log is off: the gateway writes one structured line per request instead.
@@ -150,6 +152,19 @@ def _discover(args: argparse.Namespace) -> int:
     from service.discover import run_discover
 
     return run_discover(args.region, args.profile, args.endpoint_url)
+
+
+def _multiprocess_metrics_dir() -> None:
+    """Workers share their metric samples through files in one fresh directory (prometheus-client's
+    multiprocess mode), so a scrape answered by any worker counts every worker's requests."""
+    import tempfile
+
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="jumpgate-metrics-")
+    os.makedirs(path, exist_ok=True)
+    for name in os.listdir(path):  # samples of an earlier run must not be added to this one's
+        if name.endswith(".db"):
+            os.remove(os.path.join(path, name))
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
 
 
 def _run_fast(main: Coroutine[Any, Any, int]) -> int:

@@ -12,9 +12,10 @@ time per output token 1 ms to 1 s.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
 from service.amortized import TokenWindow
 from service.catalog import Catalog
@@ -50,9 +51,12 @@ class Metrics:
                               ["model", "endpoint", "direction", "source"], registry=r)
         self.cost = Counter("jumpgate_cost_usd", "Attributed cost (see README: Cost)", ["model", "endpoint", "tenant"],
                             registry=r)
+        # multiprocess_mode only matters with --workers N: the price is the same in every worker (max), and
+        # in-flight calls add up over the workers that are alive (livesum).
         self.price = Gauge("jumpgate_endpoint_price_per_hour_usd", "Hourly price x instance count",
-                           ["endpoint", "instance_type", "accelerator"], registry=r)
-        self.inflight = Gauge("jumpgate_inflight_requests", "Upstream calls in flight", ["endpoint"], registry=r)
+                           ["endpoint", "instance_type", "accelerator"], registry=r, multiprocess_mode="max")
+        self.inflight = Gauge("jumpgate_inflight_requests", "Upstream calls in flight", ["endpoint"], registry=r,
+                              multiprocess_mode="livesum")
         self.upstream_errors = Counter("jumpgate_upstream_errors", "Failed upstream attempts", ["endpoint", "error"],
                                        registry=r)
         self.retries = Counter("jumpgate_retries", "Upstream retries", ["endpoint", "reason"], registry=r)
@@ -65,6 +69,15 @@ class Metrics:
                                       registry=r)
         self.rejected = Counter("jumpgate_rejected", "Requests refused by the gateway", ["model", "reason"],
                                 registry=r)
+
+    def exposition(self) -> bytes:
+        """The text for GET /metrics. With `jumpgate serve --workers N` every worker writes its samples to
+        PROMETHEUS_MULTIPROC_DIR and any worker answers the scrape with all of them added up."""
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return generate_latest(registry)
+        return generate_latest(self.registry)
 
     def describe_endpoints(self, catalog: Catalog) -> None:
         """Set the price gauges and create every configured series at zero before traffic: a counter series

@@ -10,7 +10,7 @@ from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter, Request
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 from starlette.responses import Response, StreamingResponse
 
@@ -142,7 +142,7 @@ async def models(request: Request) -> render.JSONResponse:
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
     gateway: Gateway = request.app.state.gateway
-    return Response(generate_latest(gateway.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(gateway.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/admin/status")
