@@ -125,3 +125,23 @@ def test_refresh_failure_is_a_clear_error() -> None:
         signer.sign("POST", URL, HEADERS, b"")
     assert "could not be resolved" in info.value.message
     assert "123456789012" not in info.value.message and "old-secret" not in info.value.message
+
+
+def test_cached_signing_key_gives_botocores_signature_across_days() -> None:
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import ReadOnlyCredentials
+
+    from service.transport.signing import CachedKeySigV4Auth
+
+    creds = ReadOnlyCredentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", None)
+    cache: dict[tuple[str, str], bytes] = {}
+    cached = CachedKeySigV4Auth(creds, "sagemaker", "us-east-1", cache)
+    plain = SigV4Auth(creds, "sagemaker", "us-east-1")
+    for stamp in ("20261121T235959Z", "20261122T000001Z", "20261122T120000Z"):
+        request = AWSRequest(method="POST", url="https://runtime.sagemaker.us-east-1.amazonaws.com/endpoints/x/invocations",
+                             data=b'{"inputs":"hi"}', headers={"Content-Type": "application/json"})
+        request.context["timestamp"] = stamp
+        sts = plain.string_to_sign(request, plain.canonical_request(request))
+        assert cached.signature(sts, request) == plain.signature(sts, request)
+    assert len(cache) == 2  # one derived key per day
