@@ -129,8 +129,7 @@ def test_redis_unreachable_fails_closed_or_open_as_configured(stack: Stack) -> N
 
 
 def test_logs_hold_no_prompt_completion_or_credential(stack: Stack) -> None:
-    answer = chat(stack.gateways[0].url, KEY_B, PROMPT)  # refused by the budget: still logged
-    assert answer.status_code == 429
+    chat(stack.gateways[0].url, KEY_B, PROMPT)  # refused once the budget is spent, or served: logged either way
     ok = chat(stack.gateways[1].url, KEY_C, PROMPT, temperature=0)
     assert ok.status_code == 200
     completion = ok.json()["choices"][0]["message"]["content"].strip()
