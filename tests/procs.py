@@ -7,10 +7,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -77,3 +80,20 @@ def start_gateway(tmp: Path, config: Path, *, extra: Sequence[str] = (), env: di
     port = free_port()
     args = ["-m", "service", "serve", "--config", str(config), "--port", str(port), *extra]
     return Proc(args, port, "/healthz", tmp / f"gateway-{port}.log", env=env)
+
+
+@contextmanager
+def running_stack(tmp: Path, config_for: Callable[[str], dict[str, Any]], *, extra: Sequence[str] = (),
+                  env: dict[str, str] | None = None) -> Iterator[tuple[Proc, Proc]]:
+    """The simulator and a gateway whose config `config_for(simulator_url)` builds; both stopped on exit."""
+    sim = start_simulator(tmp)
+    try:
+        config = tmp / "jumpgate.yaml"
+        config.write_text(yaml.safe_dump(config_for(sim.url)))
+        gw = start_gateway(tmp, config, extra=extra, env=env)
+        try:
+            yield sim, gw
+        finally:
+            gw.stop()
+    finally:
+        sim.stop()

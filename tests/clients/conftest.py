@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from service.demo import demo_config_data
-from tests.procs import Proc, start_gateway, start_simulator
+from tests.procs import Proc, running_stack, start_gateway
 
 #: environment for a gateway process whose credential chain finds nothing: no env keys, no files, no
 #: instance or container metadata (set empty rather than removed: Proc merges onto os.environ)
@@ -58,18 +58,8 @@ class Sim:
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Proc, Proc]]:
-    tmp = tmp_path_factory.mktemp("clients")
-    sim = start_simulator(tmp)
-    config = tmp / "jumpgate.yaml"
-    config.write_text(yaml.safe_dump(client_test_config(sim.url)))
-    try:
-        gw = start_gateway(tmp, config)
-    except Exception:
-        sim.stop()
-        raise
-    yield sim, gw
-    gw.stop()
-    sim.stop()
+    with running_stack(tmp_path_factory.mktemp("clients"), client_test_config) as pair:
+        yield pair
 
 
 @pytest.fixture(scope="session")

@@ -5,11 +5,10 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 from openai import OpenAI
 
 from service.demo import demo_config_data
-from tests.procs import Proc, start_gateway, start_simulator
+from tests.procs import Proc, running_stack
 
 
 def e2e_config(runtime_url: str) -> dict[str, Any]:
@@ -21,18 +20,8 @@ def e2e_config(runtime_url: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Proc, Proc]]:
-    tmp = tmp_path_factory.mktemp("e2e")
-    sim = start_simulator(tmp)
-    config = tmp / "jumpgate.yaml"
-    config.write_text(yaml.safe_dump(e2e_config(sim.url)))
-    try:
-        gw = start_gateway(tmp, config)
-    except Exception:
-        sim.stop()
-        raise
-    yield sim, gw
-    gw.stop()
-    sim.stop()
+    with running_stack(tmp_path_factory.mktemp("e2e"), e2e_config) as pair:
+        yield pair
 
 
 class Sim:

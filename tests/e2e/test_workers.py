@@ -7,10 +7,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 
 from service.demo import demo_config_data
-from tests.procs import Proc, start_gateway, start_simulator
+from tests.procs import Proc, running_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -18,14 +17,10 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def two_workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Proc, Path]]:
     tmp = tmp_path_factory.mktemp("workers")
-    sim = start_simulator(tmp)
-    config = tmp / "jumpgate.yaml"
-    config.write_text(yaml.safe_dump(demo_config_data(sim.url)))
     metrics_dir = tmp / "prom"
-    gw = start_gateway(tmp, config, extra=["--workers", "2"], env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)})
-    yield gw, metrics_dir
-    gw.stop()
-    sim.stop()
+    with running_stack(tmp, demo_config_data, extra=["--workers", "2"],
+                       env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}) as (_, gw):
+        yield gw, metrics_dir
 
 
 def requests_total(url: str) -> float:
