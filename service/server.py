@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import signal
-from collections.abc import Iterator
+import socket
+from collections.abc import Iterator, Sequence
 
 import uvicorn
 
@@ -26,8 +27,12 @@ class DrainingServer(uvicorn.Server):
 
 
 class QuietServer(uvicorn.Server):
-    """A server its owner stops (`should_exit`), not signals: the demo's embedded simulator."""
+    """A server its owner stops (`should_exit`), not signals: the demo's embedded simulator. It does not
+    announce its (random) address either: the address to use is the gateway's."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    def _log_started_message(self, listeners: Sequence[socket.SocketType]) -> None:
+        return None
