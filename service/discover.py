@@ -296,7 +296,7 @@ def endpoint_fields(found: Found, rule: Rule) -> list[Field]:
                            ("instance_type", found.instance_type, ""),
                            ("instance_count", found.instance_count, "current instance count of the variant")]
     if cost.price_per_hour(found.instance_type, None) is None:
-        fields.append(("price_per_hour", 0.0, f"FIXME: no built-in price for {found.instance_type}: "
+        fields.append(("price_per_hour", 0.0, f"SET BY HAND: no built-in price for {found.instance_type}: "
                                               "set the USD price per instance-hour"))
     fields.append(_concurrency(found, hints))
     if (context := _env_int(found.env, hints.context_env)) is not None:
