@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Collection, Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -21,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from service import cost, templates
 from service.canonical import SamplingParams
+from service.config_problems import ConfigError, Problem, expand_env, key_path
 from service.config_resilience import ResilienceConfig, ShadowConfig, ShadowLogConfig
 from service.config_tenancy import AuthConfig, InputLimits, LoggingConfig, RateLimitConfig
 
@@ -29,24 +29,6 @@ from service.config_tenancy import AuthConfig, InputLimits, LoggingConfig, RateL
 DEFAULT_MAX_NEW_TOKENS = 256
 
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
-
-
-@dataclass(frozen=True)
-class Problem:
-    file: str
-    key: str
-    why: str
-
-    def __str__(self) -> str:
-        return f"{self.file}: {self.key}: {self.why}"
-
-
-class ConfigError(Exception):
-    """Every problem found in one config file; str() lists them one per line."""
-
-    def __init__(self, problems: list[Problem]) -> None:
-        super().__init__("\n".join(str(p) for p in problems))
-        self.problems = list(problems)
 
 
 # --- field checks -----------------------------------------------------------------------------------
@@ -271,50 +253,7 @@ def _price_problems(eid: str, ep: Any, source: str) -> Iterator[Problem]:
                       f"add price_per_hour (USD per instance-hour) to this endpoint")
 
 
-# --- ${VAR} expansion -------------------------------------------------------------------------------
-# `$${` is a literal `${`; `${VAR:-default}` uses the default when VAR is unset or empty (as in sh).
-_VAR = re.compile(r"\$\$(?=\{)|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-def expand_env(data: Any, env: Mapping[str, str], source: str) -> tuple[Any, list[Problem]]:
-    """Copy of `data` with `${VAR}` expanded in every string value, and a problem per unset variable."""
-    problems: list[Problem] = []
-
-    def expand(value: Any, loc: tuple[str | int, ...]) -> Any:
-        if isinstance(value, dict):
-            return {k: expand(v, (*loc, k)) for k, v in value.items()}
-        if isinstance(value, list):
-            return [expand(v, (*loc, i)) for i, v in enumerate(value)]
-        if not isinstance(value, str):
-            return value
-        unset = [m[1] for m in _VAR.finditer(value) if m[1] and m[2] is None and m[1] not in env]
-        problems.extend(Problem(source, key_path(loc), f"environment variable {name} is not set "
-                                f"(set it, or write ${{{name}:-default}})") for name in unset)
-        return _VAR.sub(lambda m: _substitute(m, env), value)
-
-    return expand(data, ()), problems
-
-
-def _substitute(match: re.Match[str], env: Mapping[str, str]) -> str:
-    name, default = match[1], match[2]
-    if name is None:
-        return "$"  # the `$${` escape
-    if env.get(name):
-        return env[name]
-    if default is not None:
-        return default
-    return "" if name in env else match[0]  # unset: left as written, and reported by expand_env
-
-
 # --- pydantic errors → problems ---------------------------------------------------------------------
-def key_path(loc: tuple[str | int, ...]) -> str:
-    """('models', 'm', 'targets', 0, 'weight') → 'models.m.targets[0].weight'."""
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
-
-
 def _why(error: Mapping[str, Any]) -> str:
     kind = error["type"]
     if kind == "missing":
