@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from service import discover
+from service import discover_rules as discover
 from service.adapters import schema_names
-from service.discover import Found
+from service.discover_rules import Found
 
 ECR = "763104351884.dkr.ecr.us-west-2.amazonaws.com"
 
