@@ -1,7 +1,7 @@
 # jumpgate container image.
 #
 #   docker build -t jumpgate .
-#   docker run -p 8080:8080 jumpgate                                   # demo: embedded SageMaker simulator
+#   docker run -p 8080:8080 jumpgate --allow-unauthenticated           # demo: embedded SageMaker simulator
 #   docker run -p 8080:8080 -v "$PWD/jumpgate.yaml:/etc/jumpgate/jumpgate.yaml:ro" \
 #     -e JUMPGATE_CONFIG=/etc/jumpgate/jumpgate.yaml -e AWS_REGION=us-east-1 jumpgate
 #

@@ -34,3 +34,14 @@ $(VENV)/.bench-installed: $(STAMP)
 # ARGS=--quick for a 30-second run; see `python -m tests.bench.run --help`.
 bench: $(VENV)/.bench-installed
 	$(BIN)/python -m tests.bench.run $(ARGS)
+
+# Opt-in, not part of `make test`: build the image with podman (no Docker engine needed) and smoke-test it:
+# a local python:3.11-slim made with debootstrap if missing, `podman build --isolation=chroot`, then the demo
+# in a container (runc, host network) answering /healthz and one chat completion. Root or sudo; see README.
+.PHONY: image-smoke
+image-smoke:
+	command -v podman >/dev/null && command -v runc >/dev/null && command -v debootstrap >/dev/null && \
+	  command -v curl >/dev/null || ($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends \
+	  podman runc debootstrap containernetworking-plugins curl ca-certificates)
+	$(SUDO) deploy/image/build-base.sh
+	$(SUDO) deploy/image/smoke.sh
