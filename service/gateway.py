@@ -152,8 +152,8 @@ class Gateway:
     async def call(self, ep: Endpoint, payload: Payload, *, last: bool = True,
                    deadline: float | None = None) -> CallResult:
         """One upstream call: a slot, retries under policy and budget, breaker bookkeeping."""
-        started = self.clock()
         async with self.slot(ep, wait=last, deadline=deadline):
+            started = self.clock()  # after the slot wait: cost is attributed for the time the endpoint was held
             target = self.target_for(ep, deadline)
             raw, attempts = await self.with_retries(ep, lambda: self.transport.invoke(target, payload), last=last)
         return CallResult(raw, attempts, self.clock() - started)
@@ -188,13 +188,15 @@ class Gateway:
                 self.metrics.upstream_errors.labels(ep.id, exc.kind).inc()
                 if _breaker_failure(exc):
                     state.breaker.record(failed=True)
-                if exc.retryable and not state.budget.try_spend():
-                    exc.retryable = False  # budget spent: this failure is final, for this endpoint
                 raise
             state.breaker.record(failed=False)
             return result
 
         def retried(exc: UpstreamError, _: int) -> None:
+            # Budget is spent only by a retry that happens. When it is empty the error ends the attempts on
+            # this endpoint; it stays retryable, so the caller may still fall back to another endpoint.
+            if not state.budget.try_spend():
+                raise exc
             self.metrics.retries.labels(ep.id, exc.kind).inc()
 
         return await call_with_retries(counted, policy, on_retry=retried)

@@ -185,3 +185,39 @@ async def test_headers_on_a_successful_answer(make_client: Any) -> None:
 async def aiter_list(items: Sequence[bytes]) -> AsyncIterator[bytes]:
     for item in items:
         yield item
+
+
+def two_endpoint_config() -> dict[str, Any]:
+    data = demo_config_data("http://sim.invalid")
+    tgi = {"schema": "tgi", "instance_type": "ml.g5.2xlarge", "context_length": 8192}
+    data["endpoints"] = {"a": {"endpoint_name": "ep-a", **tgi}, "b": {"endpoint_name": "ep-b", **tgi}}
+    data["models"] = {"m": {"targets": [{"endpoint": "a", "weight": 1000}, {"endpoint": "b", "weight": 1}]},
+                      "solo": {"targets": [{"endpoint": "a"}]}}
+    data["resilience"] = {"retry_budget_ratio": 0.0, "retry_budget_min_per_s": 0.0}
+    return data
+
+
+TGI_OK = orjson.dumps([{"generated_text": "ok", "details": {"finish_reason": "length", "generated_tokens": 1}}])
+
+
+def storm_on_a(target: Target, payload: Payload) -> Any:
+    if target.endpoint_name == "ep-a":
+        raise UpstreamThrottled("ep-a is throttled")
+    return RawResponse(TGI_OK, "application/json")
+
+
+async def test_a_spent_retry_budget_never_stops_fallback_in_a_long_storm() -> None:
+    fake = FakeTransport(storm_on_a)
+    app = create_app(parse_config(two_endpoint_config(), source="t"), transport=fake)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
+        codes = [(await client.post("/v1/chat/completions", json=chat("m"))).status_code for _ in range(300)]
+    assert codes == [200] * 300  # far more requests than the budget's capacity of retries
+
+
+async def test_an_empty_retry_budget_means_one_attempt_on_a_lone_endpoint() -> None:
+    fake = FakeTransport(storm_on_a)
+    app = create_app(parse_config(two_endpoint_config(), source="t"), transport=fake)
+    app.state.gateway.fleet["a"].budget.tokens = 0.0
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
+        resp = await client.post("/v1/chat/completions", json=chat("solo"))
+    assert resp.status_code == 429 and len(fake.calls) == 1
