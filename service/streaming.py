@@ -63,8 +63,9 @@ class GatewayStream:
         scanner = StopScanner(self.plan.params.stop)
         texts: list[str] = []
         end: StreamEnd | None = None
+        source = self._checked_source()
         try:
-            async for event in self._checked_source():
+            async for event in source:
                 if isinstance(event, StreamEnd):
                     end = event
                     break
@@ -76,6 +77,7 @@ class GatewayStream:
                 if scanner.stopped:
                     break  # stop reading: closing the stream ends the upstream generation early
         finally:
+            await source.aclose()
             await self.aclose()
         if not scanner.stopped:
             if end is None:
