@@ -241,16 +241,21 @@ class RedisLimiter:
             return
         _, tpm_key, spent_key = self._keys(tenant)
         cost = cost_usd if tenant.monthly_budget_usd is not None else 0.0
+        # The request was already answered: failing to charge it is logged and counted, never an error for it.
         await self._guarded(self._settle(keys=[tpm_key, spent_key],
-                                         args=[_arg(tenant.tpm), tokens, repr(cost), 40 * 86400]))
+                                         args=[_arg(tenant.tpm), tokens, repr(cost), 40 * 86400]), admitting=False)
 
-    async def _guarded(self, call: object) -> list[object] | None:
+    async def _guarded(self, call: object, *, admitting: bool = True) -> list[object] | None:
         from redis.exceptions import RedisError
 
         try:
             return await call  # type: ignore[misc,no-any-return]
         except (RedisError, OSError) as exc:
             self.on_error()
+            if not admitting:
+                log.error("rate limiter: Redis unreachable (%s); a finished request was not charged",
+                          type(exc).__name__)
+                return None
             if self.fail_open:
                 log.warning("rate limiter: Redis unreachable (%s); failure_mode open: serving without limits",
                             type(exc).__name__)
