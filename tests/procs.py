@@ -97,3 +97,22 @@ def running_stack(tmp: Path, config_for: Callable[[str], dict[str, Any]], *, ext
             gw.stop()
     finally:
         sim.stop()
+
+
+class Sim:
+    """The simulator's control API as tests use it: recorded requests and fault switches."""
+
+    def __init__(self, url: str) -> None:
+        self.http = httpx.Client(base_url=url, timeout=10)
+
+    def reset(self) -> None:
+        self.http.delete("/_sim/requests").raise_for_status()
+        self.http.delete("/_sim/faults").raise_for_status()
+
+    def requests(self, endpoint: str | None = None) -> list[dict[str, Any]]:
+        got: list[dict[str, Any]] = self.http.get("/_sim/requests").raise_for_status().json()
+        return [r for r in got if endpoint is None or r["endpoint"] == endpoint]
+
+    def fault(self, **spec: Any) -> None:
+        """Merge a fault into an endpoint's switches (every endpoint when `endpoint` is not given)."""
+        self.http.post("/_sim/faults", json={"endpoint": "*", **spec}).raise_for_status()

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from service.demo import demo_config_data
-from tests.procs import Proc, running_stack, start_gateway
+from tests.procs import Proc, Sim, running_stack, start_gateway
 
 #: environment for a gateway process whose credential chain finds nothing: no env keys, no files, no
 #: instance or container metadata (set empty rather than removed: Proc merges onto os.environ)
@@ -36,24 +36,6 @@ def client_test_config(runtime_url: str) -> dict[str, Any]:
     data["endpoints"]["llama3-8b-g5-impatient"] = {**data["endpoints"]["llama3-8b-g5"], "timeout_s": 0.5}
     data["models"][TIMEOUT_MODEL] = {"targets": [{"endpoint": "llama3-8b-g5-impatient"}]}
     return data
-
-
-class Sim:
-    """The simulator's control API: recorded requests and fault switches."""
-
-    def __init__(self, url: str) -> None:
-        self.http = httpx.Client(base_url=url, timeout=10)
-
-    def reset(self) -> None:
-        self.http.delete("/_sim/requests").raise_for_status()
-        self.http.delete("/_sim/faults").raise_for_status()
-
-    def requests(self) -> list[dict[str, Any]]:
-        got: list[dict[str, Any]] = self.http.get("/_sim/requests").raise_for_status().json()
-        return got
-
-    def fault(self, **spec: Any) -> None:
-        self.http.post("/_sim/faults", json={"endpoint": "*", **spec}).raise_for_status()
 
 
 @pytest.fixture(scope="session")

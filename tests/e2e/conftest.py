@@ -3,12 +3,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 from openai import OpenAI
 
 from service.demo import demo_config_data
-from tests.procs import Proc, running_stack
+from tests.procs import Proc, Sim, running_stack
 
 
 def e2e_config(runtime_url: str) -> dict[str, Any]:
@@ -22,24 +21,6 @@ def e2e_config(runtime_url: str) -> dict[str, Any]:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Proc, Proc]]:
     with running_stack(tmp_path_factory.mktemp("e2e"), e2e_config) as pair:
         yield pair
-
-
-class Sim:
-    """The simulator's control API, as tests use it."""
-
-    def __init__(self, url: str) -> None:
-        self.http = httpx.Client(base_url=url, timeout=10)
-
-    def reset(self) -> None:
-        self.http.delete("/_sim/requests").raise_for_status()
-        self.http.delete("/_sim/faults").raise_for_status()
-
-    def requests(self, endpoint: str | None = None) -> list[dict[str, Any]]:
-        got = self.http.get("/_sim/requests").raise_for_status().json()
-        return [r for r in got if endpoint is None or r["endpoint"] == endpoint]
-
-    def fault(self, **spec: Any) -> None:
-        self.http.post("/_sim/faults", json=spec).raise_for_status()
 
 
 @pytest.fixture
