@@ -56,6 +56,13 @@ class Proc:
             self._log.flush()
         return self.log_path.read_text(errors="replace")
 
+    def output_with(self, needle: str, timeout: float = 10.0) -> str:
+        """The output once it contains `needle` (the gateway writes its logs in batches, off the event loop)."""
+        deadline = time.monotonic() + timeout
+        while needle not in (text := self.output()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return text
+
     def stop(self) -> int | None:
         if self.popen.poll() is None:
             self.popen.terminate()

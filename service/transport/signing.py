@@ -1,8 +1,10 @@
 """SigV4 signing of SageMaker runtime requests with botocore, over static or standard-chain credentials.
 
 Signing runs on the hot path, so one call does only: take a frozen credential triple, build one
-AWSRequest, let botocore's SigV4Auth sign it. `_auth_for` is the single place that builds the
-botocore signer; caching the derived signing key later means swapping that method only.
+AWSRequest, let botocore's SigV4Auth sign it. Three shortcuts keep botocore's algorithm and output
+byte for byte (tests/transport/test_signing.py compares against plain botocore): the derived signing
+key is cached per secret and day, the body is read without re-preparing the request, and the signed
+headers are selected once per signing instead of twice.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from urllib.parse import urlsplit
 
 import boto3
 from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
+from botocore.awsrequest import AWSRequest, HTTPHeaders
 from botocore.credentials import Credentials, ReadOnlyCredentials
 from botocore.exceptions import BotoCoreError
 
@@ -24,6 +26,8 @@ SIGNING_NAME = "sagemaker"  # the SigV4 "service" of the runtime API (not "runti
 # After a failed resolution, wait this long before walking the chain again: a miss can cost a
 # metadata-service timeout, which must not be paid on every request.
 RESOLVE_RETRY_S = 5.0
+
+_SELECTED = "jumpgate_headers_to_sign"  # request.context key: the signed headers, selected once per signing
 
 HOW_TO_PROVIDE = ("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary keys), "
                   "or AWS_PROFILE naming a profile in ~/.aws/config, or run with an ECS task role or "
@@ -76,7 +80,7 @@ class Signer:
         to_sign = dict(headers)
         # Host is set explicitly so the value sent is the value signed, whatever the HTTP client would pick.
         to_sign.setdefault("Host", urlsplit(url).netloc)
-        request = AWSRequest(method=method, url=url, data=body, headers=to_sign)
+        request = _BytesRequest(method=method, url=url, data=body, headers=to_sign)
         self._auth_for(self._frozen()).add_auth(request)
         return dict(request.headers.items())
 
@@ -119,6 +123,19 @@ class Signer:
             f"to provide them, {HOW_TO_PROVIDE}")
 
 
+class _BytesRequest(AWSRequest):
+    """An AWSRequest whose body is already the bytes to send.
+
+    botocore's `AWSRequest.body` runs the whole request preparation (a headers copy, URL preparation)
+    on every access to return the body, which for bytes is the bytes themselves; the signer reads it once
+    per request, and that preparation was a third of the signing cost.
+    """
+
+    @property
+    def body(self) -> bytes:
+        return self.data  # type: ignore[no-any-return]
+
+
 class CachedKeySigV4Auth(SigV4Auth):
     """botocore's SigV4 with the derived signing key cached per secret and day.
 
@@ -131,6 +148,14 @@ class CachedKeySigV4Auth(SigV4Auth):
                  cache: dict[tuple[str, str], bytes]) -> None:
         super().__init__(credentials, service, region)
         self._cache = cache
+
+    def headers_to_sign(self, request: AWSRequest) -> HTTPHeaders:
+        # botocore selects the signed headers twice per signing (canonical request, then the Authorization
+        # header), over email.message-based header maps; nothing changes the headers in between.
+        selected = request.context.get(_SELECTED)
+        if selected is None:
+            selected = request.context[_SELECTED] = super().headers_to_sign(request)
+        return selected  # type: ignore[no-any-return]
 
     def signature(self, string_to_sign: str, request: AWSRequest) -> str:
         day = request.context["timestamp"][0:8]

@@ -9,6 +9,7 @@ SigV4-signed like the gateway's. Nothing here asserts a timing; the smoke test c
     python -m tests.bench.run                     # everything, 10 s per scenario, RSS over 100,000 requests
     python -m tests.bench.run --quick             # 2 s per scenario, no RSS run, no LiteLLM
     python -m tests.bench.run --scenarios plain --profile /tmp/gw.txt   # py-spy the gateway at c=32
+    python -m tests.bench.run --scenarios plain --profile /tmp/gw1.txt --profile-at 1   # ... at c=1
 """
 
 from __future__ import annotations
@@ -67,7 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--litellm", default=None, help="path of LiteLLM's `litellm` script (default: beside this "
                    "Python, else on PATH); pip install 'litellm[proxy]', ideally in its own venv")
     p.add_argument("--profile", default=None, metavar="FILE",
-                   help="py-spy the gateway during the gateway c=32 run; collapsed stacks go to FILE")
+                   help="py-spy the gateway during one gateway run (--profile-at); collapsed stacks go to FILE")
+    p.add_argument("--profile-at", type=int, default=32, choices=(1, 32), metavar="C",
+                   help="concurrency of the non-streaming gateway run that --profile samples (1 or 32; default 32)")
     return p
 
 
@@ -125,7 +128,7 @@ class Bench:
     def _plain(self) -> None:
         for conc in (1, 32):
             for name in ("direct", "gateway"):
-                profile = self.args.profile if (name, conc) == ("gateway", 32) else None
+                profile = self.args.profile if (name, conc) == ("gateway", self.args.profile_at) else None
                 self.res.plain[f"{name} c={conc}"] = self.drive(self.specs[name], conc, self.args.duration, profile)
 
     def _memory(self) -> None:

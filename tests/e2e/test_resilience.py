@@ -238,7 +238,7 @@ def test_sighup_applies_a_new_weight_without_failures_and_refuses_a_broken_file(
         worker.join(timeout=30)
         gw.stop()
     assert failures == []
-    assert "config reload refused" in gw.output()
+    assert "config reload refused" in gw.output_with("config reload refused")
 
 
 def test_shadow_gets_every_request_without_slowing_the_client(stack: Stack, sim: Sim) -> None:

@@ -121,7 +121,7 @@ def test_redis_unreachable_fails_closed_or_open_as_configured(stack: Stack) -> N
         assert refused.status_code == 503 and "rate limiter" in refused.json()["error"]["message"]
         assert chat(opened.url, KEY_A).status_code == 200
         for proc, mode in ((closed, "closed"), (opened, "open")):
-            assert f"failure_mode {mode}" in proc.output()
+            assert f"failure_mode {mode}" in proc.output_with(f"failure_mode {mode}")
             assert "jumpgate_limiter_errors_total 1.0" in httpx.get(proc.url + "/metrics").text
     finally:
         closed.stop()
@@ -133,7 +133,9 @@ def test_logs_hold_no_prompt_completion_or_credential(stack: Stack) -> None:
     ok = chat(stack.gateways[1].url, KEY_C, PROMPT, temperature=0)
     assert ok.status_code == 200
     completion = ok.json()["choices"][0]["message"]["content"].strip()
+    stack.gateways[1].output_with(ok.headers["x-request-id"])  # written in batches, off the event loop
     logs = "".join(gw.output() for gw in stack.gateways)
+    assert ok.headers["x-request-id"] in logs, "the last request was never logged"
     request_lines = [line for line in logs.splitlines() if '"message":"request"' in line]
     assert len(request_lines) >= 20 and all('"tenant":"team-' in line for line in request_lines)
     for secret in (PROMPT, "PROMPT-SENTINEL", completion, KEY_A, KEY_B, KEY_C,

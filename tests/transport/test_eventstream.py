@@ -148,3 +148,25 @@ def test_truncated_stream_is_reported_on_close() -> None:
     with pytest.raises(UpstreamStreamError, match="ended inside a frame") as info:
         decoder.close()
     assert info.value.retryable
+
+
+def test_remembered_header_blocks_never_mix_frames_up() -> None:
+    """Header parsing is memoized per distinct header block: PayloadParts, another event type and an
+    exception interleaved decode exactly as botocore decodes them one by one, in any number of streams."""
+    from botocore.eventstream import EventStreamBuffer
+
+    other_event = encode_frame({":message-type": "event", ":event-type": "SomethingNew",
+                                ":content-type": "application/octet-stream"}, b"ignored")
+    wire = (payload_part(b"one") + other_event + payload_part(b"two") + other_event + payload_part(b"three")
+            + exception_frame("ModelStreamError", {"Message": "boom", "ErrorCode": "500"}))
+    plain = EventStreamBuffer()
+    plain.add_data(wire)
+    expected = [(m.headers, m.payload) for m in plain]
+    for _ in range(3):
+        got = [(m.headers, m.payload) for m in FrameDecoder("ep").feed(wire)]
+        assert got == expected
+        got[0][0][":event-type"] = "mutated"  # a caller changing one message's headers changes no other
+    decoder = PayloadPartDecoder("ep")
+    assert decoder.feed(wire) == [b"one", b"two", b"three"]
+    with pytest.raises(UpstreamStreamError, match="ModelStreamError"):
+        decoder.close()

@@ -145,3 +145,32 @@ def test_cached_signing_key_gives_botocores_signature_across_days() -> None:
         sts = plain.string_to_sign(request, plain.canonical_request(request))
         assert cached.signature(sts, request) == plain.signature(sts, request)
     assert len(cache) == 2  # one derived key per day
+
+
+@pytest.mark.parametrize("token", [None, "session-token/with+odd=chars"])
+def test_signed_headers_equal_plain_botocore_signing(monkeypatch: pytest.MonkeyPatch, token: str | None) -> None:
+    """The shortcuts (cached key, body read without re-preparing, signed headers selected once) change no byte."""
+    import datetime
+
+    from botocore import auth as botocore_auth
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    from service.transport.signing import Signer
+
+    fixed = datetime.datetime(2026, 11, 22, 3, 4, 5)
+    monkeypatch.setattr(botocore_auth, "get_current_datetime", lambda: fixed)
+    url = "https://runtime.sagemaker.eu-west-1.amazonaws.com/endpoints/my%20ep/invocations-response-stream"
+    body = '{"inputs":"héllo ✓","parameters":{"max_new_tokens":8}}'.encode()
+    headers = {"Content-Type": "application/json", "X-Amzn-SageMaker-Accept": "application/json",
+               "X-Amzn-SageMaker-Inference-Component": "ic-1"}
+    ours = Signer.static("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", token, region="eu-west-1")
+    for _ in range(2):  # the second signing uses the cached key and a fresh request
+        signed = ours.sign("POST", url, headers, body)
+        request = AWSRequest(method="POST", url=url, data=body,
+                             headers={**headers, "Host": "runtime.sagemaker.eu-west-1.amazonaws.com"})
+        frozen = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", token).get_frozen_credentials()
+        SigV4Auth(frozen, "sagemaker", "eu-west-1").add_auth(request)
+        assert signed == dict(request.headers.items())
+        assert signed["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261122/eu-west-1/")
