@@ -47,6 +47,7 @@ class JsonLineDecoder(ABC):
     def __init__(self) -> None:
         self._lines = LineBuffer()
         self.done = False  # saw `data: [DONE]`
+        self._failure: UpstreamStreamError | None = None  # an error line met after events of the same feed
 
     @abstractmethod
     def events(self, obj: dict[str, Any]) -> list[StreamEvent]:
@@ -57,17 +58,32 @@ class JsonLineDecoder(ABC):
         return []
 
     def feed(self, data: bytes) -> list[StreamEvent]:
+        """The events completed by `data`. When an error line follows events in the same data, the events
+        are returned and the error raised by the next `feed` or `close`: no token is lost to a later error."""
+        if self._failure is not None:
+            raise self._failure
         return self._decode(self._lines.feed(data))
 
     def close(self) -> list[StreamEvent]:
-        return self._decode(self._lines.flush()) + self.end()
+        if self._failure is not None:
+            raise self._failure
+        out = self._decode(self._lines.flush())
+        if self._failure is not None:  # flush holds at most one line, so no events came before it
+            raise self._failure
+        return out + self.end()
 
     def _decode(self, lines: list[bytes]) -> list[StreamEvent]:
         out: list[StreamEvent] = []
         for line in lines:
-            obj = self._parse(line.strip())
-            if obj is not None:
-                out.extend(self.events(obj))
+            try:
+                obj = self._parse(line.strip())
+                if obj is not None:
+                    out.extend(self.events(obj))
+            except UpstreamStreamError as exc:
+                if not out:
+                    raise
+                self._failure = exc
+                break
         return out
 
     def _parse(self, line: bytes) -> dict[str, Any] | None:

@@ -48,7 +48,7 @@ class GatewayStream:
 
     plan: Plan
     attempts: int
-    source: AsyncIterator[StreamEvent]
+    source: AsyncIterator[list[StreamEvent]]  # the events decoded from each upstream read
     gateway: Gateway
     closers: tuple[AsyncIterator[object], ...] = ()
     timings: StreamTimings = field(default_factory=StreamTimings)
@@ -59,26 +59,36 @@ class GatewayStream:
     def endpoint(self) -> Endpoint:
         return self.plan.endpoint
 
-    async def events(self) -> AsyncIterator[TokenDelta | StreamFinal]:
+    async def events(self) -> AsyncIterator[list[TokenDelta | StreamFinal]]:
+        """The deltas, then one StreamFinal, in batches: what one upstream read delivered travels together,
+        so the client gets one write per read instead of one per token (nothing waits for a batch to fill)."""
         scanner = StopScanner(self.plan.params.stop)
         texts: list[str] = []
         end: StreamEnd | None = None
         source = self._checked_source()
+        out: list[TokenDelta | StreamFinal] = []
         try:
-            async for event in source:
-                if isinstance(event, StreamEnd):
-                    end = event
-                    break
-                texts.append(event.text)
-                safe = scanner.push(event.text)
-                if safe:
-                    self._mark_token()
-                    yield TokenDelta(safe, event.index)
-                if scanner.stopped:
+            async for batch in source:
+                for event in batch:
+                    if isinstance(event, StreamEnd):
+                        end = event
+                        break
+                    texts.append(event.text)
+                    safe = scanner.push(event.text)
+                    if safe:
+                        self._mark_token()
+                        out.append(TokenDelta(safe, event.index))
+                    if scanner.stopped:
+                        break
+                if end is not None or scanner.stopped:
                     break  # stop reading: closing the stream ends the upstream generation early
+                if out:
+                    yield out
+                    out = []
         finally:
             await source.aclose()
             await self.aclose()
+        last = out  # what the last read delivered goes out with the final event
         if not scanner.stopped:
             if end is None:
                 raise UpstreamStreamError(f"the stream from endpoint '{self.endpoint.id}' ended before its "
@@ -86,14 +96,15 @@ class GatewayStream:
             tail = scanner.flush()
             if tail:
                 self._mark_token()
-                yield TokenDelta(tail)
-        yield self._final(end, "".join(texts), scanner.stopped)
+                last.append(TokenDelta(tail))
+        last.append(self._final(end, "".join(texts), scanner.stopped))
+        yield last
 
-    async def _checked_source(self) -> AsyncIterator[StreamEvent]:
+    async def _checked_source(self) -> AsyncIterator[list[StreamEvent]]:
         """The source, telling the endpoint's circuit breaker about a stream that breaks midway."""
         try:
-            async for event in self.source:
-                yield event
+            async for batch in self.source:
+                yield batch
         except UpstreamStreamError:
             self.gateway.fleet[self.endpoint.id].breaker.record(failed=True)
             raise
@@ -193,19 +204,21 @@ async def _open(transport: Transport, target: Target, payload: Payload) -> tuple
     return parts, first
 
 
-async def _decode(ep: Endpoint, first: bytes, parts: AsyncIterator[bytes]) -> AsyncIterator[StreamEvent]:
+async def _decode(ep: Endpoint, first: bytes, parts: AsyncIterator[bytes]) -> AsyncIterator[list[StreamEvent]]:
     decoder = ep.adapter.stream_decoder()
-    for event in decoder.feed(first):
-        yield event
+    events = decoder.feed(first)
+    if events:
+        yield events
     async for part in parts:
-        for event in decoder.feed(part):
-            yield event
-    for event in decoder.close():
-        yield event
+        events = decoder.feed(part)
+        if events:
+            yield events
+    events = decoder.close()
+    if events:
+        yield events
 
 
-async def _replay(decoded: Decoded) -> AsyncIterator[StreamEvent]:
+async def _replay(decoded: Decoded) -> AsyncIterator[list[StreamEvent]]:
     choice = decoded.choices[0]
-    if choice.text:
-        yield TokenDelta(choice.text)
-    yield StreamEnd(choice.finish_reason, decoded.prompt_tokens, decoded.completion_tokens)
+    head: list[StreamEvent] = [TokenDelta(choice.text)] if choice.text else []
+    yield [*head, StreamEnd(choice.finish_reason, decoded.prompt_tokens, decoded.completion_tokens)]

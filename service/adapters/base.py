@@ -51,7 +51,8 @@ class Adapter(Protocol):
 
 class StreamDecoder(Protocol):
     def feed(self, data: bytes) -> list[StreamEvent]:
-        """Take the next PayloadPart's bytes (cut anywhere) and return the events now complete."""
+        """Take the next PayloadPart bytes (cut anywhere) and return the events now complete. An error met
+        after events in the same bytes is raised by the next `feed` or `close`, after those events."""
         ...
 
     def close(self) -> list[StreamEvent]:

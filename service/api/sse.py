@@ -103,31 +103,34 @@ async def sse_frames(req: GenerationRequest, stream: GatewayStream, done: Finish
     shape = SHAPES[req.api](req, stream)
     completed = False
     texts: list[str] = []
+    # The opening chunk goes out with the first batch: the stream is open already, so it waits for nothing.
+    out = [frame(chunk) for chunk in shape.opening()]
     try:
-        for chunk in shape.opening():
-            yield frame(chunk)
-        async for event in stream.events():
-            if isinstance(event, TokenDelta):
-                texts.append(event.text)
-                yield frame(shape.token(event))
-            else:
-                for chunk in shape.final(event):
-                    yield frame(chunk)
-                stream.gateway.shadow.after(req, {
-                    "endpoint": stream.endpoint.id, "texts": ["".join(texts)], "usage": usage_json(event.usage),
-                    "latency_s": round(time.perf_counter() - done.trace.started, 4)})
+        async for batch in stream.events():
+            for event in batch:
+                if isinstance(event, TokenDelta):
+                    texts.append(event.text)
+                    out.append(frame(shape.token(event)))
+                else:
+                    out.extend(frame(chunk) for chunk in shape.final(event))
+                    out.append(DONE)  # the final event is the last thing events() yields
+                    stream.gateway.shadow.after(req, {
+                        "endpoint": stream.endpoint.id, "texts": ["".join(texts)], "usage": usage_json(event.usage),
+                        "latency_s": round(time.perf_counter() - done.trace.started, 4)})
+            yield b"".join(out)  # one write per upstream read, however many tokens it carried
+            out = []
         completed = True
-        yield DONE
     except GatewayError as err:
         completed = True
         done.trace.note_error(err)
         log.warning("stream %s ended with %s: %s", req.request_id, err.code, err.message)
-        yield frame(to_openai_body(err))
+        yield b"".join([*out, frame(to_openai_body(err))])
     except Exception:
         completed = True
         done.trace.status, done.trace.error = 500, "internal_error"
         log.exception("stream %s failed unexpectedly", req.request_id)
-        yield frame(to_openai_body(InternalError(f"internal error; quote request id {req.request_id}")))
+        failure = InternalError(f"internal error; quote request id {req.request_id}")
+        yield b"".join([*out, frame(to_openai_body(failure))])
     finally:
         # Shielded: when the client went away this runs inside a cancelled scope, and the upstream must
         # still be closed, the slot released and the tenant charged.

@@ -45,7 +45,11 @@ class Transport(Protocol):
         ...
 
     def invoke_stream(self, target: Target, payload: Payload) -> AsyncIterator[bytes]:
-        """POST /endpoints/{name}/invocations-response-stream once and yield each PayloadPart's raw bytes.
+        """POST /endpoints/{name}/invocations-response-stream once and yield the PayloadParts' raw bytes.
+
+        The parts completed by one network read come joined as one item: part boundaries fall anywhere
+        (inside a line, inside a character), so consumers buffer bytes anyway, and a batch that arrived
+        together can be relayed with one write.
 
         Pre-stream failures raise like `invoke`; ModelStreamError / InternalStreamFailure frames raise
         UpstreamStreamError. Closing the iterator (aclose) releases the connection.

@@ -90,8 +90,9 @@ class SageMakerTransport:
             decoder = PayloadPartDecoder(target.endpoint_name)
             with _connection_errors(target, mid_stream=True):
                 async for chunk in resp.content.iter_any():
-                    for part in decoder.feed(chunk):
-                        yield part
+                    parts = decoder.feed(chunk)
+                    if parts:  # the parts of one read, joined: their boundaries carry no meaning
+                        yield parts[0] if len(parts) == 1 else b"".join(parts)
             decoder.close()
         finally:
             # Runs on completion, error, aclose() and cancellation alike. After a full read the connection is

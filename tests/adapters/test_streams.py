@@ -179,6 +179,24 @@ def test_error_objects_in_a_200_stream_raise(schema: str, line: bytes) -> None:
         decode_parts(schema, [line])
 
 
+@pytest.mark.parametrize(("schema", "line"), [
+    ("tgi", b'data:{"error":"Request failed during generation: CUDA OOM","error_type":"generation"}\n\n'),
+    ("lmi", b'{"code":424,"error":"exception occurred during rolling batch inference"}\n'),
+    ("openai", b'data: {"error":{"message":"Input validation error","http_status_code":422}}\n\n'),
+])
+def test_tokens_before_an_error_in_the_same_bytes_come_out_first(schema: str, line: bytes) -> None:
+    """One read may carry tokens and then an error line: the tokens are returned, the error raised next."""
+    tokens_wire = WIRES[schema][0](["Hel", "lo ", "😀"], True)
+    tokens_only = tokens_wire[:tokens_wire.rindex(b"\n", 0, len(tokens_wire) - 2)] + b"\n"  # drop the final event
+    decoder = adapters.get(schema).stream_decoder()
+    events = decoder.feed(tokens_only + line)
+    assert "".join(e.text for e in events if isinstance(e, TokenDelta)).startswith("Hel")
+    with pytest.raises(UpstreamStreamError, match="failed mid-stream"):
+        decoder.close()
+    with pytest.raises(UpstreamStreamError, match="failed mid-stream"):
+        decoder.feed(b"more")  # stays failed
+
+
 def test_a_line_that_is_not_json_fails_cleanly() -> None:
     with pytest.raises(UpstreamStreamError, match="not JSON"):
         decode_parts("tgi", [b"data:{not json\n\n"])

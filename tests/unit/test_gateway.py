@@ -6,6 +6,7 @@ import json
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
+import anyio
 import httpx
 import orjson
 import pytest
@@ -221,3 +222,41 @@ async def test_an_empty_retry_budget_means_one_attempt_on_a_lone_endpoint() -> N
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
         resp = await client.post("/v1/chat/completions", json=chat("solo"))
     assert resp.status_code == 429 and len(fake.calls) == 1
+
+
+async def _body_writes(app: Any, body: dict[str, Any]) -> list[bytes]:
+    """Drive the ASGI app directly and return the non-empty response body messages, one per write."""
+    raw = orjson.dumps(body)
+    sent: list[dict[str, Any]] = []
+    received = [{"type": "http.request", "body": raw, "more_body": False}]
+
+    async def receive() -> dict[str, Any]:
+        if received:
+            return received.pop()
+        await anyio.sleep_forever()
+        raise AssertionError
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": "/v1/chat/completions", "raw_path": b"/v1/chat/completions", "query_string": b"",
+             "root_path": "", "headers": [(b"content-type", b"application/json"),
+                                          (b"content-length", str(len(raw)).encode())],
+             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 2)}
+    await app(scope, receive, send)
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 200
+    return [m["body"] for m in sent[1:] if m.get("body")]
+
+
+@pytest.mark.parametrize("reads", [1, 3])
+async def test_tokens_of_one_upstream_read_reach_the_client_in_one_write(reads: int) -> None:
+    lines = lmi_lines([" Bon", "jour", " !"])  # 3 tokens and the final event
+    items = [b"".join(lines)] if reads == 1 else [b"".join(lines[:2]), lines[2], lines[3]]
+    fake = FakeTransport(lambda t, p: items)
+    app = create_app(parse_config(demo_config_data("http://sim.invalid"), source="<test>"), transport=fake)
+    writes = await _body_writes(app, chat("llama3-8b-dolly", stream=True))
+    assert len(writes) == reads  # the opening chunk rides with the first write, [DONE] with the last
+    events = sse_events(b"".join(writes).decode())
+    assert events[-1] == "[DONE]" and events[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert "".join(e["choices"][0]["delta"].get("content") or "" for e in events[:-1]) == " Bonjour !"
