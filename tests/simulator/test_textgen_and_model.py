@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
 import yaml
 
+from service.simulator import textgen
 from service.simulator.model import DEMO_ENDPOINTS, SimEndpoint, endpoints_from_config
 from service.simulator.textgen import EOS_ID, MAX_TOKENS, MIN_TOKENS, STOP_POSITION, count_tokens, generate
 
@@ -106,3 +108,24 @@ def test_endpoints_from_config_rejects_unknown_schema(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump({"endpoints": {"x": {"endpoint_name": "x", "schema": "bedrock"}}}))
     with pytest.raises(ValueError, match="bedrock"):
         endpoints_from_config(path)
+
+
+def _reference_draws(prompt: str, seed: int, max_new_tokens: int, variant: int) -> list[tuple[int, str, float]]:
+    """The module's documented rule, spelled with random.Random's public draws."""
+    rng = random.Random(f"{seed}|{variant}|{prompt}")
+    natural = rng.randint(textgen.MIN_TOKENS, textgen.MAX_TOKENS)
+    out = []
+    for _ in range(min(natural, max_new_tokens)):
+        i = rng.randrange(len(textgen.VOCAB))
+        out.append((textgen.FIRST_WORD_ID + i, " " + textgen.VOCAB[i], -round(rng.random() * 3, 4)))
+    if max_new_tokens > natural:
+        out.append((textgen.EOS_ID, textgen.EOS_TEXT, -round(rng.random(), 4)))
+    return out
+
+
+@pytest.mark.parametrize("max_new_tokens", [1, 9, 30, 200])
+def test_generation_without_stops_makes_the_documented_draws(max_new_tokens: int) -> None:
+    for seed in range(60):
+        gen = textgen.generate(f"prompt é😀 {seed}", seed=seed, max_new_tokens=max_new_tokens, variant=seed % 3)
+        assert [(t.id, t.text, t.logprob) for t in gen.tokens] == _reference_draws(
+            f"prompt é😀 {seed}", seed, max_new_tokens, seed % 3)
