@@ -113,10 +113,10 @@ async def sse_frames(req: GenerationRequest, stream: GatewayStream, done: Finish
                     out.append(frame(shape.token(event)))
                 else:
                     out.extend(frame(chunk) for chunk in shape.final(event))
-                    out.append(DONE)  # the final event is the last thing events() yields
                     stream.gateway.shadow.after(req, {
                         "endpoint": stream.endpoint.id, "texts": ["".join(texts)], "usage": usage_json(event.usage),
                         "latency_s": round(time.perf_counter() - done.trace.started, 4)})
+                    out.append(DONE)  # the final event is the last thing events() yields
             yield b"".join(out)  # one write per upstream read, however many tokens it carried
             out = []
         completed = True

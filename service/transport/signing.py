@@ -149,6 +149,10 @@ class CachedKeySigV4Auth(SigV4Auth):
         super().__init__(credentials, service, region)
         self._cache = cache
 
+    def add_auth(self, request: AWSRequest) -> None:
+        request.context.pop(_SELECTED, None)  # a request signed again (new date header) selects anew
+        super().add_auth(request)
+
     def headers_to_sign(self, request: AWSRequest) -> HTTPHeaders:
         # botocore selects the signed headers twice per signing (canonical request, then the Authorization
         # header), over email.message-based header maps; nothing changes the headers in between.

@@ -174,3 +174,29 @@ def test_signed_headers_equal_plain_botocore_signing(monkeypatch: pytest.MonkeyP
         SigV4Auth(frozen, "sagemaker", "eu-west-1").add_auth(request)
         assert signed == dict(request.headers.items())
         assert signed["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261122/eu-west-1/")
+
+
+def test_a_request_signed_twice_is_signed_for_its_new_date(monkeypatch: pytest.MonkeyPatch) -> None:
+    import datetime
+
+    from botocore import auth as botocore_auth
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import ReadOnlyCredentials
+
+    from service.transport.signing import CachedKeySigV4Auth
+
+    creds = ReadOnlyCredentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "token")
+    url = "https://runtime.sagemaker.us-east-1.amazonaws.com/endpoints/x/invocations"
+
+    def request() -> AWSRequest:
+        return AWSRequest(method="POST", url=url, data=b"{}", headers={"Content-Type": "application/json"})
+
+    ours, again = request(), request()
+    auth = CachedKeySigV4Auth(creds, "sagemaker", "us-east-1", {})
+    for stamp in (datetime.datetime(2026, 11, 21, 23, 59, 59), datetime.datetime(2026, 11, 22, 0, 0, 1)):
+        monkeypatch.setattr(botocore_auth, "get_current_datetime", lambda stamp=stamp: stamp)
+        auth.add_auth(ours)  # the same request object, re-signed (as a retry would)
+    plain = SigV4Auth(creds, "sagemaker", "us-east-1")
+    plain.add_auth(again)
+    assert dict(ours.headers.items()) == dict(again.headers.items())
