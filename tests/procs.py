@@ -112,6 +112,18 @@ class Sim:
     def __init__(self, url: str) -> None:
         self.http = httpx.Client(base_url=url, timeout=10)
 
+    @classmethod
+    @contextmanager
+    def clean(cls, url: str) -> Iterator[Sim]:
+        """A control client for one test: recordings and faults cleared before and after it."""
+        sim = cls(url)
+        sim.reset()
+        try:
+            yield sim
+            sim.reset()
+        finally:
+            sim.http.close()
+
     def reset(self) -> None:
         self.http.delete("/_sim/requests").raise_for_status()
         self.http.delete("/_sim/faults").raise_for_status()

@@ -51,11 +51,8 @@ def gateway_url(stack: tuple[Proc, Proc]) -> str:
 
 @pytest.fixture
 def sim(stack: tuple[Proc, Proc]) -> Iterator[Sim]:
-    s = Sim(stack[0].url)
-    s.reset()
-    yield s
-    s.reset()
-    s.http.close()
+    with Sim.clean(stack[0].url) as s:
+        yield s
 
 
 @pytest.fixture(scope="session")

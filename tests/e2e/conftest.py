@@ -25,11 +25,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Proc, Proc
 
 @pytest.fixture
 def sim(stack: tuple[Proc, Proc]) -> Iterator[Sim]:
-    s = Sim(stack[0].url)
-    s.reset()
-    yield s
-    s.reset()
-    s.http.close()
+    with Sim.clean(stack[0].url) as s:
+        yield s
 
 
 @pytest.fixture

@@ -85,12 +85,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 @pytest.fixture
 def sim(stack: Stack) -> Iterator[Sim]:
-    s = Sim(stack.sim.url)
-    s.reset()
-    yield s
-    s.reset()
-    s.http.post("/_sim/config", json={"latency": "zero"})
-    s.http.close()
+    with Sim.clean(stack.sim.url) as s:
+        yield s
+        s.http.post("/_sim/config", json={"latency": "zero"})
 
 
 def chat(url: str, model: str, content: str = "Hello there", **kw: Any) -> httpx.Response:
