@@ -19,11 +19,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.api.openapi import install_openapi
 from service.api.render import JSONResponse
 from service.api.routes import FAST_ROUTES, router
-from service.catalog import build_catalog
-from service.config import Config
+from service.config.model import Config
 from service.errors import GatewayError, InternalError, InvalidRequest, response_headers, to_openai_body
-from service.gateway import Gateway
-from service.metrics import Metrics
+from service.pipeline.catalog import build_catalog
+from service.pipeline.gateway import Gateway
+from service.telemetry.metrics import Metrics
 from service.tenancy import Authenticator, build_limiter
 from service.transport.base import Transport
 
@@ -90,7 +90,7 @@ def _sagemaker_transport(config: Config) -> tuple[Transport, Callable[[], bool]]
 def reload_config(app: FastAPI) -> bool:
     """Load the config file again and switch to it; requests in flight finish on what they hold.
     A file that does not validate is refused and the running config kept."""
-    from service.config import ConfigError, load_config
+    from service.config.model import ConfigError, load_config
 
     gateway: Gateway = app.state.gateway
     path = app.state.config_path
@@ -229,8 +229,8 @@ def app_from_env() -> FastAPI:
     """uvicorn factory for `--workers N`: each worker loads the config named by JUMPGATE_CONFIG."""
     import os
 
-    from service.config import load_config
-    from service.logs import setup_logging
+    from service.config.model import load_config
+    from service.telemetry.logs import setup_logging
 
     path = os.environ["JUMPGATE_CONFIG"]
     config = load_config(path)

@@ -78,9 +78,9 @@ def _serve_config(args: argparse.Namespace) -> int:
     import uvicorn
 
     from service.app import create_app
-    from service.config import ConfigError, load_config
-    from service.logs import setup_logging
+    from service.config.model import ConfigError, load_config
     from service.server import DrainingServer
+    from service.telemetry.logs import setup_logging
 
     try:
         config = load_config(args.config)
@@ -114,8 +114,8 @@ async def _serve_demo(host: str, port: int) -> int:
     import uvicorn
 
     from service.app import create_app
-    from service.config import parse_config
-    from service.demo import demo_config_data, usage_banner
+    from service.config.demo import demo_config_data, usage_banner
+    from service.config.model import parse_config
     from service.server import DrainingServer, QuietServer
     from service.simulator.app import create_simulator_app
 
@@ -143,13 +143,13 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    from service.checkconfig import run_check_config
+    from service.config.check import run_check_config
 
     return run_check_config(args.file)
 
 
 def _discover(args: argparse.Namespace) -> int:
-    from service.discover import run_discover
+    from service.discover.scan import run_discover
 
     return run_discover(args.region, args.profile, args.endpoint_url)
 

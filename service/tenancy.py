@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
-from service.config_tenancy import AuthConfig, RateLimitConfig
+from service.config.tenancy import AuthConfig, RateLimitConfig
 from service.errors import AuthenticationError, NoEndpointAvailable, PermissionDenied, RateLimited
 
 log = logging.getLogger("jumpgate.tenancy")

@@ -1,6 +1,6 @@
 """The adapter protocol: one implementation per payload schema.
 
-An adapter knows payloads only: it declares its parameter rules (`service.params`), encodes a
+An adapter knows payloads only: it declares its parameter rules (`service.adapters.params`), encodes a
 canonical request with already-normalized wire parameters into a `Payload`, and decodes the
 container's answer into canonical `Decoded` choices and counts. It never sees HTTP, signing or metrics.
 """
@@ -8,23 +8,15 @@ container's answer into canonical `Decoded` choices and counts. It never sees HT
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
 
+from service.adapters.params import Rules, Sampling, WireParams
 from service.canonical import Choice, Decoded, FinishReason, GenerationRequest, StreamEvent
 from service.errors import UpstreamModelError, UpstreamStreamError, redact
-from service.params import Rules, Sampling, WireParams
+from service.prompts.render import PromptSpec
 from service.transport.base import Payload, RawResponse
-
-
-@dataclass(frozen=True, slots=True)
-class PromptSpec:
-    """How messages become text for text-in schemas: the endpoint's chat and instruction templates."""
-
-    chat_template: str | None = None
-    prompt_template: str | None = None
 
 
 class Adapter(Protocol):

@@ -15,10 +15,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from service.adapters import register
-from service.adapters.base import PromptSpec, json_payload, load_json, shape_error, text_choice
-from service.canonical import Decoded, GenerationRequest, Message
-from service.errors import InvalidParam
-from service.params import (
+from service.adapters.base import json_payload, load_json, shape_error, text_choice
+from service.adapters.params import (
     BEST_EFFORT,
     EMULATED,
     UNSUPPORTED,
@@ -29,6 +27,9 @@ from service.params import (
     WireParams,
     native,
 )
+from service.canonical import Decoded, GenerationRequest, Message
+from service.errors import InvalidParam
+from service.prompts.render import PromptSpec
 from service.transport.base import Payload, RawResponse
 
 GREEDY_TEMPERATURE = 0.01

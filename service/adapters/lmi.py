@@ -12,7 +12,6 @@ from typing import Any
 
 from service.adapters import register
 from service.adapters.base import (
-    PromptSpec,
     finish_reason,
     int_or_none,
     json_payload,
@@ -21,11 +20,11 @@ from service.adapters.base import (
     stream_failure,
     text_choice,
 )
+from service.adapters.decoders import JsonLineDecoder
+from service.adapters.params import UNSUPPORTED, Range, Rules, Sampling, WireParams, native
 from service.canonical import Choice, Decoded, GenerationRequest, StreamEnd, StreamEvent, TokenDelta
-from service.decoders import JsonLineDecoder
 from service.errors import UpstreamModelError, redact
-from service.params import UNSUPPORTED, Range, Rules, Sampling, WireParams, native
-from service.prompting import render_text
+from service.prompts.render import PromptSpec, render_text
 from service.transport.base import Payload, RawResponse
 
 PENALTY = Range(-2, 2)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from service.adapters import register
 from service.adapters.lmi import LmiAdapter
-from service.params import EMULATED, UNSUPPORTED, Range, Rules, native
+from service.adapters.params import EMULATED, UNSUPPORTED, Range, Rules, native
 
 
 class NeuronAdapter(LmiAdapter):

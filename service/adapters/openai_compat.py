@@ -13,7 +13,6 @@ from typing import Any
 
 from service.adapters import register
 from service.adapters.base import (
-    PromptSpec,
     finish_reason,
     int_or_none,
     json_payload,
@@ -21,9 +20,19 @@ from service.adapters.base import (
     shape_error,
     stream_failure,
 )
+from service.adapters.decoders import JsonLineDecoder
+from service.adapters.params import (
+    EMULATED,
+    UNSUPPORTED,
+    UNSUPPORTED_SAMPLING,
+    Range,
+    Rules,
+    Sampling,
+    WireParams,
+    native,
+)
 from service.canonical import Choice, Decoded, FinishReason, GenerationRequest, StreamEnd, StreamEvent, TokenDelta
-from service.decoders import JsonLineDecoder
-from service.params import EMULATED, UNSUPPORTED, UNSUPPORTED_SAMPLING, Range, Rules, Sampling, WireParams, native
+from service.prompts.render import PromptSpec
 from service.transport.base import Payload, RawResponse
 
 PENALTY = Range(-2, 2)

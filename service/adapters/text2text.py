@@ -8,11 +8,11 @@ Wire facts (wire-formats.md 5): parameters sit at the top level of the JSON body
 from __future__ import annotations
 
 from service.adapters import register
-from service.adapters.base import PromptSpec, json_payload, load_json, shape_error, text_choice
+from service.adapters.base import json_payload, load_json, shape_error, text_choice
+from service.adapters.params import EMULATED, UNSUPPORTED, Range, Rules, Sampling, WireParams, native
 from service.canonical import Decoded, GenerationRequest
 from service.errors import InvalidParam
-from service.params import EMULATED, UNSUPPORTED, Range, Rules, Sampling, WireParams, native
-from service.prompting import render_text
+from service.prompts.render import PromptSpec, render_text
 from service.transport.base import Payload, RawResponse
 
 POSITIVE = Range(lo=0, lo_open=True)

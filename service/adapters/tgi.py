@@ -13,7 +13,6 @@ from typing import Any
 
 from service.adapters import register
 from service.adapters.base import (
-    PromptSpec,
     finish_reason,
     int_or_none,
     json_payload,
@@ -22,10 +21,10 @@ from service.adapters.base import (
     stream_failure,
     text_choice,
 )
+from service.adapters.decoders import JsonLineDecoder
+from service.adapters.params import EMULATED, UNSUPPORTED, Range, Rules, Sampling, WireParams, native
 from service.canonical import Decoded, GenerationRequest, StreamEnd, StreamEvent, TokenDelta
-from service.decoders import JsonLineDecoder
-from service.params import EMULATED, UNSUPPORTED, Range, Rules, Sampling, WireParams, native
-from service.prompting import render_text
+from service.prompts.render import PromptSpec, render_text
 from service.transport.base import Payload, RawResponse
 
 POSITIVE = Range(lo=0, lo_open=True)

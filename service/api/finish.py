@@ -6,10 +6,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from service.logs import log_request
-from service.metrics import Metrics
+from service.telemetry.logs import log_request
+from service.telemetry.metrics import Metrics
+from service.telemetry.trace import Trace
 from service.tenancy import Limiter, Tenant
-from service.trace import Trace
 
 
 @dataclass

@@ -9,7 +9,7 @@ import orjson
 from starlette.responses import Response
 
 from service.canonical import Generation, GenerationRequest, Usage
-from service.streaming import GatewayStream
+from service.pipeline.streaming import GatewayStream
 
 
 class JSONResponse(Response):

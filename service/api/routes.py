@@ -21,10 +21,10 @@ from service.api.sse import sse_frames
 from service.api.wire import check_size, parse_body
 from service.canonical import Generation, GenerationRequest
 from service.errors import GatewayError, InvalidRequest
-from service.gateway import Gateway
-from service.shadow import usage_json
+from service.pipeline.gateway import Gateway
+from service.pipeline.shadow import usage_json
+from service.telemetry.trace import Trace
 from service.tenancy import Authenticator, Tenant
-from service.trace import Trace
 
 router = APIRouter()
 

@@ -19,8 +19,8 @@ from service.api.finish import Finisher
 from service.api.render import usage_body
 from service.canonical import GenerationRequest, StreamFinal, TokenDelta
 from service.errors import GatewayError, InternalError, to_openai_body
-from service.shadow import usage_json
-from service.streaming import GatewayStream
+from service.pipeline.shadow import usage_json
+from service.pipeline.streaming import GatewayStream
 
 log = logging.getLogger("jumpgate.sse")
 

@@ -13,7 +13,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from service.canonical import GenerationRequest
-from service.config_tenancy import InputLimits
+from service.config.tenancy import InputLimits
 from service.errors import InvalidParam, InvalidRequest, PayloadTooLarge
 
 M = TypeVar("M", bound=BaseModel)

@@ -13,10 +13,10 @@ import orjson
 import pytest
 
 from service import adapters
-from service.adapters.base import PromptSpec
+from service.adapters.params import CANONICAL_PARAMS, Subject, normalize
 from service.canonical import FinishReason, GenerationRequest, Message, SamplingParams
 from service.errors import UpstreamModelError
-from service.params import CANONICAL_PARAMS, Subject, normalize
+from service.prompts.render import PromptSpec
 from service.transport.base import RawResponse
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"

@@ -22,7 +22,7 @@ import httpx
 import orjson
 import yaml
 
-from service.demo import SIMULATOR_CREDENTIALS, demo_config_data
+from service.config.demo import SIMULATOR_CREDENTIALS, demo_config_data
 from tests import sigv4
 from tests.bench.load import SigV4Headers
 from tests.procs import Proc, free_port, start_gateway

@@ -12,7 +12,7 @@ import httpx
 import pytest
 import yaml
 
-from service.demo import demo_config_data
+from service.config.demo import demo_config_data
 from tests.procs import Proc, Sim, running_stack, start_gateway
 
 #: environment for a gateway process whose credential chain finds nothing: no env keys, no files, no

@@ -15,7 +15,7 @@ from clients.jumpgate_client import (
     ServiceUnavailableError,
     UpstreamError,
 )
-from service.demo import DEMO_MODELS
+from service.config.demo import DEMO_MODELS
 from tests.clients.conftest import TIMEOUT_MODEL, Sim
 from tests.procs import Proc
 

@@ -19,7 +19,7 @@ from clients.jumpgate_client import (
     TimeoutError,
     UpstreamError,
 )
-from service.demo import DEMO_MODELS
+from service.config.demo import DEMO_MODELS
 from tests.clients.conftest import TIMEOUT_MODEL, Sim, metric_value
 from tests.procs import Proc
 

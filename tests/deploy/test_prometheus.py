@@ -16,7 +16,7 @@ import pytest
 import yaml
 from prometheus_client import Counter, Gauge, Histogram
 
-from service.metrics import Metrics
+from service.telemetry.metrics import Metrics
 from tests.procs import ROOT
 
 PROMETHEUS = ROOT / "deploy" / "prometheus"

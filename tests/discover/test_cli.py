@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from service.discover import run_discover
+from service.discover.scan import run_discover
 from tests.discover.conftest import REGION, Variant, deploy, reset, sagemaker, start_moto
 from tests.procs import ROOT
 

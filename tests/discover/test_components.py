@@ -9,8 +9,8 @@ import pytest
 import yaml
 from botocore.exceptions import ClientError
 
-from service import discover
-from service.config import Config, parse_config
+from service.config.model import Config, parse_config
+from service.discover import scan as discover
 
 TGI = "763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-tgi-inference:2.4.0-tgi2.4.0-gpu-py311"
 HF = "763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-inference:2.1.0-transformers4.37.0-gpu-py310"

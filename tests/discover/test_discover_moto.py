@@ -12,9 +12,10 @@ import pytest
 import yaml
 from botocore.exceptions import ClientError
 
-from service import cost, discover
-from service.checkconfig import run_check_config
-from service.config import Config, parse_config
+from service.config.check import run_check_config
+from service.config.model import Config, parse_config
+from service.discover import scan as discover
+from service.telemetry import cost
 from tests.discover.conftest import REGION, Variant, deploy, reset, sagemaker, start_moto
 
 ECR = "763104351884.dkr.ecr.us-east-1.amazonaws.com"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from service import discover_rules as discover
 from service.adapters import schema_names
-from service.discover_rules import Found
+from service.discover.rules import Found
+from service.discover import rules as discover
 
 ECR = "763104351884.dkr.ecr.us-west-2.amazonaws.com"
 

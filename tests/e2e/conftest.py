@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 from openai import OpenAI
 
-from service.demo import demo_config_data
+from service.config.demo import demo_config_data
 from tests.procs import Proc, Sim, running_stack
 
 

@@ -15,7 +15,7 @@ import openai
 import pytest
 from openai import OpenAI
 
-from service.demo import DEMO_MODELS, SIMULATOR_CREDENTIALS
+from service.config.demo import DEMO_MODELS, SIMULATOR_CREDENTIALS
 from tests.e2e.conftest import Sim
 from tests.sigv4 import signed_headers, verify
 

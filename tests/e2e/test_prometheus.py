@@ -26,7 +26,7 @@ import pytest
 import yaml
 from openai import OpenAI
 
-from service.demo import DEMO_MODELS, demo_config_data
+from service.config.demo import DEMO_MODELS, demo_config_data
 from tests.procs import ROOT, Proc, start_gateway, start_simulator
 from tests.prom import PromAPI, PromProc, prometheus_binary, start_prometheus
 

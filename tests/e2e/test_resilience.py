@@ -16,7 +16,7 @@ import httpx
 import pytest
 import yaml
 
-from service.demo import SIMULATOR_CREDENTIALS
+from service.config.demo import SIMULATOR_CREDENTIALS
 from tests.e2e.conftest import Sim
 from tests.procs import Proc, start_gateway, start_simulator
 

@@ -10,7 +10,7 @@ import openai
 import pytest
 from openai import OpenAI
 
-from service.demo import DEMO_MODELS
+from service.config.demo import DEMO_MODELS
 from tests.e2e.conftest import Sim
 
 pytestmark = pytest.mark.e2e

@@ -17,7 +17,7 @@ import httpx
 import pytest
 import yaml
 
-from service.demo import SIMULATOR_CREDENTIALS, demo_config_data
+from service.config.demo import SIMULATOR_CREDENTIALS, demo_config_data
 from tests.procs import Proc, free_port, start_gateway, start_simulator
 
 pytestmark = pytest.mark.e2e

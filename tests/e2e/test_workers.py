@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.demo import demo_config_data
+from service.config.demo import demo_config_data
 from tests.procs import Proc, running_stack
 
 pytestmark = pytest.mark.e2e

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from service.capacity import Breaker, BreakerState, RetryBudget, Slots
-from service.config_resilience import BreakerConfig
+from service.config.resilience import BreakerConfig
+from service.pipeline.capacity import Breaker, BreakerState, RetryBudget, Slots
 
 
 class Clock:

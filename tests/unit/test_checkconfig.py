@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from service.checkconfig import run_check_config
+from service.config.check import run_check_config
 
 SCHEMAS = ("tgi", "lmi", "neuron", "jumpstart", "text2text", "openai")
 

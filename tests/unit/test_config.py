@@ -12,7 +12,7 @@ import pytest
 
 from service import adapters
 from service.canonical import SamplingParams
-from service.config import (
+from service.config.model import (
     DEFAULT_MAX_NEW_TOKENS,
     Config,
     ConfigError,

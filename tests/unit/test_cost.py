@@ -7,7 +7,7 @@ from importlib import resources
 import pytest
 import yaml
 
-from service import cost
+from service.telemetry import cost
 
 
 def test_table_header_states_source_region_and_date() -> None:

@@ -8,15 +8,15 @@ import pytest
 from prometheus_client import CollectorRegistry
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
-from service.amortized import TokenWindow
 from service.canonical import Decoded, TokenSource, Usage
-from service.catalog import build_catalog
-from service.config import parse_config
-from service.demo import demo_config_data
-from service.gateway import attributed_cost
-from service.metrics import Metrics
-from service.tokens import LocalTokenizer, estimate_tokens, resolve_usage
-from service.trace import Trace
+from service.config.demo import demo_config_data
+from service.config.model import parse_config
+from service.pipeline.catalog import build_catalog
+from service.pipeline.gateway import attributed_cost
+from service.pipeline.tokens import LocalTokenizer, estimate_tokens, resolve_usage
+from service.telemetry.amortized import TokenWindow
+from service.telemetry.metrics import Metrics
+from service.telemetry.trace import Trace
 
 
 class Clock:

@@ -12,8 +12,8 @@ import orjson
 import pytest
 
 from service.app import create_app
-from service.config import parse_config
-from service.demo import demo_config_data
+from service.config.demo import demo_config_data
+from service.config.model import parse_config
 from service.errors import UpstreamModelError, UpstreamStreamError, UpstreamThrottled
 from service.transport.base import Payload, RawResponse, Target
 from service.transport.fake import FakeTransport

@@ -8,7 +8,7 @@ import queue
 
 import orjson
 
-from service.logs import BatchWriter, JsonFormatter
+from service.telemetry.logs import BatchWriter, JsonFormatter
 
 
 class CountingStream(io.StringIO):

@@ -17,9 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service import adapters
+from service.adapters.params import CANONICAL_PARAMS, Subject, WireParams, normalize
 from service.canonical import SamplingParams
 from service.errors import InvalidParam, UnsupportedParam
-from service.params import CANONICAL_PARAMS, Subject, WireParams, normalize
 
 SAMPLE = {
     "max_new_tokens": 50, "temperature": 0.7, "top_p": 0.9, "top_k": 40, "stop": ("###",), "num_beams": 4,

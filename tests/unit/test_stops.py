@@ -5,7 +5,7 @@ import itertools
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.stops import StopScanner, cut_at_stop
+from service.pipeline.stops import StopScanner, cut_at_stop
 
 
 def test_cut_at_earliest_stop() -> None:

@@ -6,7 +6,7 @@ import pytest
 
 from service.canonical import Message
 from service.errors import InvalidParam
-from service.templates import (
+from service.prompts.templates import (
     CHAT_TEMPLATES,
     DOLLY_TEMPLATE,
     check_prompt_template,

@@ -12,9 +12,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from service.app import create_app
-from service.config import parse_config
-from service.config_tenancy import AuthConfig, TenantConfig
-from service.demo import demo_config_data
+from service.config.demo import demo_config_data
+from service.config.model import parse_config
+from service.config.tenancy import AuthConfig, TenantConfig
 from service.errors import AuthenticationError, PermissionDenied, RateLimited
 from service.tenancy import Authenticator, LocalLimiter, Tenant
 from service.transport.base import RawResponse

@@ -18,11 +18,12 @@ import pydantic
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from service import cost, templates
 from service.canonical import SamplingParams
-from service.config_problems import ConfigError, Problem, expand_env, key_path
-from service.config_resilience import ResilienceConfig, ShadowConfig, ShadowLogConfig
-from service.config_tenancy import AuthConfig, InputLimits, LoggingConfig, RateLimitConfig
+from service.config.problems import ConfigError, Problem, expand_env, key_path
+from service.config.resilience import ResilienceConfig, ShadowConfig, ShadowLogConfig
+from service.config.tenancy import AuthConfig, InputLimits, LoggingConfig, RateLimitConfig
+from service.prompts import templates
+from service.telemetry import cost
 
 #: Applied by the gateway when neither the client nor the model's defaults give max_new_tokens: the
 #: containers' own defaults (20 in TGI, 30 in LMI) cut answers off mid-sentence and surprise users.

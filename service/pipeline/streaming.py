@@ -22,15 +22,15 @@ from service.canonical import (
     StreamFinal,
     TokenDelta,
 )
-from service.catalog import Endpoint
 from service.errors import InvalidParam, UpstreamStreamError
-from service.stops import StopScanner
-from service.tokens import resolve_usage
-from service.trace import Trace
+from service.pipeline.catalog import Endpoint
+from service.pipeline.stops import StopScanner
+from service.pipeline.tokens import resolve_usage
+from service.telemetry.trace import Trace
 from service.transport.base import Payload, Target, Transport
 
 if TYPE_CHECKING:
-    from service.gateway import Gateway, Plan
+    from service.pipeline.gateway import Gateway, Plan
 
 
 @dataclass
@@ -142,7 +142,7 @@ class GatewayStream:
         self.timings.tokens += 1
 
     def _final(self, end: StreamEnd | None, text: str, stopped: bool) -> StreamFinal:
-        from service.gateway import attributed_cost
+        from service.pipeline.gateway import attributed_cost
 
         decoded = Decoded((), end.prompt_tokens if end else None, end.completion_tokens if end else None)
         counter = self.endpoint.counter

@@ -19,10 +19,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
+from service.adapters.params import Support, WireParams
 from service.canonical import Choice, Decoded, FinishReason, Generation, GenerationRequest, SamplingParams
-from service.capacity import Fleet
-from service.catalog import Catalog, Endpoint
-from service.config_resilience import ResilienceConfig, ShadowLogConfig
+from service.config.resilience import ResilienceConfig, ShadowLogConfig
 from service.errors import (
     RateLimited,
     UpstreamError,
@@ -31,14 +30,15 @@ from service.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from service.metrics import Metrics
-from service.params import Support, WireParams
-from service.routing import Candidate, candidates
-from service.shadow import ShadowRunner
-from service.stops import cut_at_stop
-from service.streaming import GatewayStream, open_stream
-from service.tokens import TokenCounter, resolve_usage
-from service.trace import Trace
+from service.pipeline.capacity import Fleet
+from service.pipeline.catalog import Catalog, Endpoint
+from service.pipeline.routing import Candidate, candidates
+from service.pipeline.shadow import ShadowRunner
+from service.pipeline.stops import cut_at_stop
+from service.pipeline.streaming import GatewayStream, open_stream
+from service.pipeline.tokens import TokenCounter, resolve_usage
+from service.telemetry.metrics import Metrics
+from service.telemetry.trace import Trace
 from service.transport.base import Payload, RawResponse, Target, Transport
 from service.transport.retry import RetryPolicy, call_with_retries
 

@@ -8,14 +8,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from service import adapters, cost
-from service.adapters.base import Adapter, PromptSpec
+from service import adapters
+from service.adapters.base import Adapter
+from service.adapters.params import Policy
 from service.canonical import SamplingParams
-from service.config import DEFAULT_MAX_NEW_TOKENS, Config, EndpointConfig, ModelConfig
-from service.config_resilience import ShadowConfig
+from service.config.model import DEFAULT_MAX_NEW_TOKENS, Config, EndpointConfig, ModelConfig
+from service.config.resilience import ShadowConfig
 from service.errors import ModelNotFound
-from service.params import Policy
-from service.tokens import ESTIMATE, LocalTokenizer, TokenCounter
+from service.pipeline.tokens import ESTIMATE, LocalTokenizer, TokenCounter
+from service.prompts.render import PromptSpec
+from service.telemetry import cost
 from service.transport.base import Target
 
 

@@ -13,12 +13,12 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from service.adapters.params import Subject, WireParams, normalize
 from service.canonical import GenerationRequest, SamplingParams
-from service.capacity import Fleet
-from service.catalog import Endpoint, Model
 from service.errors import GatewayError, InvalidRequest, NoEndpointAvailable
-from service.params import Subject, WireParams, normalize
-from service.prompting import render_text
+from service.pipeline.capacity import Fleet
+from service.pipeline.catalog import Endpoint, Model
+from service.prompts.render import render_text
 
 
 @dataclass(frozen=True, slots=True)

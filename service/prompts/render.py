@@ -10,9 +10,18 @@
 
 from __future__ import annotations
 
-from service.adapters.base import PromptSpec
+from dataclasses import dataclass
+
 from service.canonical import GenerationRequest
-from service.templates import instruction_from_messages, render_chat, render_instruction
+from service.prompts.templates import instruction_from_messages, render_chat, render_instruction
+
+
+@dataclass(frozen=True, slots=True)
+class PromptSpec:
+    """How messages become text for text-in schemas: the endpoint's chat and instruction templates."""
+
+    chat_template: str | None = None
+    prompt_template: str | None = None
 
 
 def render_text(req: GenerationRequest, spec: PromptSpec) -> str:

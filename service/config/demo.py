@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.templates import DOLLY_TEMPLATE
+from service.prompts.templates import DOLLY_TEMPLATE
 
 # Static credentials are only for the loopback simulator, which checks that requests are SigV4-signed
 # but cannot verify them against AWS. Real deployments use the standard credential chain.

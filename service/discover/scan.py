@@ -24,8 +24,7 @@ import boto3
 import yaml
 from botocore.exceptions import ProfileNotFound
 
-from service import cost
-from service.discover_rules import (  # re-exported: callers and tests import them from here
+from service.discover.rules import (  # re-exported: callers and tests import them from here
     _AWS_ERRORS,
     _UNSERVABLE,
     Discovery,
@@ -35,6 +34,7 @@ from service.discover_rules import (  # re-exported: callers and tests import th
     endpoint_fields,
     schema_rule,
 )
+from service.telemetry import cost
 
 # --- gathering --------------------------------------------------------------------------------------
 Item = Found | Skipped
@@ -264,7 +264,7 @@ def run_discover(region: str | None, profile: str | None = None, endpoint_url: s
 
 def _self_check(text: str, err: TextIO) -> int:
     """The output must pass check-config; say so on stderr when it does not (a bug, or nothing to serve)."""
-    from service.config import ConfigError, parse_config
+    from service.config.model import ConfigError, parse_config
 
     if (data := yaml.safe_load(text)) is None:
         print("jumpgate discover: no endpoint could be turned into a config; the comments above say why", file=err)

@@ -17,9 +17,9 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
-from service.amortized import TokenWindow
-from service.catalog import Catalog
-from service.trace import Trace
+from service.pipeline.catalog import Catalog
+from service.telemetry.amortized import TokenWindow
+from service.telemetry.trace import Trace
 
 REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300)
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)

@@ -1,6 +1,6 @@
 """`jumpgate discover`'s data and rules: what was found, which schema a container is (`SCHEMA_RULES`, first
 match wins), where each schema keeps its budgets (`SCHEMA_HINTS`), and the config values inferred from them.
-Pure: no AWS calls here (those are in service/discover.py).
+Pure: no AWS calls here (those are in service/discover/scan.py).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from service import cost
+from service.telemetry import cost
 
 DEFAULT_CONCURRENCY = 32
 _UNSERVABLE = frozenset({"Failed", "Deleting", "OutOfService"})  # endpoint statuses that cannot answer

@@ -6,8 +6,8 @@ import sys
 from collections.abc import Collection
 from typing import TextIO
 
-from service import cost
-from service.config import DEFAULT_MAX_NEW_TOKENS, Config, ConfigError, EndpointConfig, ModelConfig, load_config
+from service.config.model import DEFAULT_MAX_NEW_TOKENS, Config, ConfigError, EndpointConfig, ModelConfig, load_config
+from service.telemetry import cost
 
 
 def run_check_config(path: str, *, out: TextIO | None = None, err: TextIO | None = None,

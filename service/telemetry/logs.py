@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from service.trace import Trace
+from service.telemetry.trace import Trace
 
 REQUEST_FIELDS = "fields"  # LogRecord attribute holding a request line's structured fields
 _request_log = logging.getLogger("jumpgate.request")

@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from service.canonical import GenerationRequest, Usage
-from service.config_resilience import ShadowLogConfig
+from service.config.resilience import ShadowLogConfig
 from service.errors import GatewayError
-from service.routing import build_candidate
+from service.pipeline.routing import build_candidate
 
 if TYPE_CHECKING:
-    from service.gateway import Gateway
+    from service.pipeline.gateway import Gateway
 
 log = logging.getLogger("jumpgate.shadow")
 

@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable
 from enum import StrEnum
 
-from service.config_resilience import BreakerConfig, ResilienceConfig
+from service.config.resilience import BreakerConfig, ResilienceConfig
 
 
 class Slots:

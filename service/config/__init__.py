@@ -1,0 +1,1 @@
+"""Config file: pydantic model, problems reporting, sections, check-config and the demo config."""

@@ -1,0 +1,1 @@
+"""The request pipeline: routing, planning, attempts, answers and streams, shadow traffic."""

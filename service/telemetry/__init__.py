@@ -1,0 +1,1 @@
+"""Metrics, request logs, the per-request trace record, prices and cost."""
