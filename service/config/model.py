@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from service.canonical import SamplingParams
+from service.config.container import ContainerConfig
 from service.config.problems import ConfigError, Problem, expand_env, key_path
 from service.config.resilience import ResilienceConfig, ShadowConfig, ShadowLogConfig
 from service.config.tenancy import AuthConfig, InputLimits, LoggingConfig, RateLimitConfig
@@ -116,6 +117,8 @@ class EndpointConfig(BaseModel):
     max_wait_s: float = Field(1.0, ge=0, allow_inf_nan=False)
     #: path to the model's tokenizer.json, for exact local token counts
     tokenizer: str | None = None
+    #: what the container behind the endpoint can do (service/config/container.py)
+    container: ContainerConfig = ContainerConfig()
 
     @field_validator("schema_")
     @classmethod
