@@ -106,6 +106,15 @@ class Usage:
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
+    def as_dict(self, *, with_source: bool = False) -> dict[str, int | str]:
+        """The OpenAI usage object (`prompt_tokens`, `completion_tokens`, `total_tokens`), with jumpgate's
+        `source` when asked for: the one serialization of usage everywhere (answers, streams, shadow log)."""
+        body: dict[str, int | str] = {"prompt_tokens": self.prompt_tokens,
+                                      "completion_tokens": self.completion_tokens, "total_tokens": self.total_tokens}
+        if with_source:
+            body["source"] = self.source.value
+        return body
+
 
 @dataclass(frozen=True, slots=True)
 class Decoded:

@@ -1,26 +1,33 @@
-"""One exception tree for the whole gateway, mapped to HTTP in exactly one place (`to_openai_body`).
+"""One exception tree for the whole gateway. Each class says, as data, what the failure means:
 
-    GatewayError                       status  type
+    GatewayError                       status  type                   retryable  opens circuit
     ├── InvalidRequest                 400     invalid_request_error
     │   ├── InvalidParam               400       (a canonical parameter out of range)
     │   └── UnsupportedParam           400       (non-neutral value the endpoint cannot take)
     ├── AuthenticationError            401     authentication_error
     ├── PermissionDenied               403     permission_error
+    ├── RouteNotFound                  404     not_found_error         (no such path)
     ├── ModelNotFound                  404     not_found_error
+    ├── MethodNotAllowed               405     invalid_request_error
     ├── PayloadTooLarge                413     invalid_request_error
     ├── RateLimited                    429     rate_limit_error
-    ├── NoEndpointAvailable            503     service_unavailable
     ├── InternalError                  500     server_error
-    └── UpstreamError                  502     upstream_error  (carries `retryable`)
-        ├── UpstreamThrottled          429       ThrottlingException, ModelNotReadyException
-        ├── UpstreamUnavailable        502       ServiceUnavailable, InternalFailure, 5xx, connection refused
-        ├── UpstreamModelError         502       ModelError: the container answered 4xx/5xx (429/503 retried)
-        ├── UpstreamRejected           502       SageMaker ValidationError (endpoint missing, bad header)
-        ├── UpstreamTimeout            504       the endpoint did not answer in time
-        └── UpstreamStreamError        502       ModelStreamError / InternalStreamFailure / error line mid-stream
+    ├── NoEndpointAvailable            503     service_unavailable
+    ├── NotReady                       503     service_unavailable    (readiness: credentials missing)
+    └── UpstreamError                  502     upstream_error
+        ├── EndpointAtCapacity         429     rate_limit_error       yes        no   (all slots busy)
+        ├── UpstreamThrottled          429     rate_limit_error       yes        no   ThrottlingException, ModelNotReady
+        ├── UpstreamUnavailable        502       upstream_error       yes        yes  ServiceUnavailable, 5xx, refused
+        │   └── UpstreamDependencyFailed 502     upstream_error       no         yes  InternalDependencyException
+        ├── UpstreamModelError         502       upstream_error       429/503    5xx  ModelError from the container
+        ├── UpstreamRejected           502       upstream_error       no         no   SageMaker ValidationError
+        ├── UpstreamTimeout            504     timeout_error          no         yes  no answer in time
+        └── UpstreamStreamError        502       upstream_error       per case   yes  mid-stream failure
 
-Messages say what to change. Anything that came from upstream passes through `redact` first, so ARNs,
-account ids and access keys never reach a client.
+`client_fault` (a 4xx the gateway decided, before or instead of an upstream call) is derived from the class.
+These are mapped to HTTP responses and SSE error events in one module, `service.api.errors`. Messages say what
+to change. Anything that came from upstream passes through `redact` first, so ARNs, account ids and access keys
+never reach a client.
 """
 
 from __future__ import annotations
@@ -51,6 +58,10 @@ class GatewayError(Exception):
     status = 500
     type = "server_error"
     code: str | None = None
+    #: another attempt (on this or another endpoint) may succeed
+    retryable = False
+    #: the failure says the endpoint is unhealthy: it counts towards opening its circuit breaker
+    opens_circuit = False
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None,
                  retry_after: float | None = None) -> None:
@@ -60,6 +71,12 @@ class GatewayError(Exception):
         if code is not None:
             self.code = code
         self.retry_after = retry_after
+        self.headers: dict[str, str] = {}
+
+    @property
+    def client_fault(self) -> bool:
+        """Refused by the gateway itself (bad input, auth, limits), not a failure of an upstream call."""
+        return self.status < 500 and not isinstance(self, UpstreamError)
 
 
 class InvalidRequest(GatewayError):
@@ -88,6 +105,22 @@ class PermissionDenied(GatewayError):
     code = "forbidden"
 
 
+class RouteNotFound(GatewayError):
+    status = 404
+    type = "not_found_error"
+    code = "not_found"
+
+
+class MethodNotAllowed(GatewayError):
+    status = 405
+    type = "invalid_request_error"
+    code = "method_not_allowed"
+
+    def __init__(self, message: str, *, allowed: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.headers["allow"] = ", ".join(allowed)
+
+
 class ModelNotFound(GatewayError):
     status = 404
     type = "not_found_error"
@@ -112,6 +145,12 @@ class NoEndpointAvailable(GatewayError):
     code = "no_endpoint_available"
 
 
+class NotReady(GatewayError):
+    status = 503
+    type = "service_unavailable"
+    code = "not_ready"
+
+
 class InternalError(GatewayError):
     status = 500
     type = "server_error"
@@ -124,9 +163,20 @@ class UpstreamError(GatewayError):
     status = 502
     type = "upstream_error"
     code = "upstream_error"
-    retryable = False
     #: short bounded label for metrics (`jumpgate_upstream_errors_total{error}`)
     kind = "upstream"
+    #: attempts made on the endpoint that raised it (set by the retry loop)
+    attempts = 1
+
+
+class EndpointAtCapacity(UpstreamError):
+    """Every concurrency slot of the endpoint stayed busy: load, not ill health; another endpoint may serve."""
+
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limited"
+    retryable = True
+    kind = "capacity"
 
 
 class UpstreamThrottled(UpstreamError):
@@ -140,7 +190,16 @@ class UpstreamThrottled(UpstreamError):
 class UpstreamUnavailable(UpstreamError):
     code = "upstream_unavailable"
     retryable = True
+    opens_circuit = True
     kind = "unavailable"
+
+
+
+class UpstreamDependencyFailed(UpstreamUnavailable):
+    """InternalDependencyException: AWS documents it as "contact support", not "try again"."""
+
+    code = "upstream_dependency_failed"
+    retryable = False
 
 
 class UpstreamModelError(UpstreamError):
@@ -151,6 +210,8 @@ class UpstreamModelError(UpstreamError):
         super().__init__(message)
         self.original_status = original_status
         self.retryable = retryable
+        # a 4xx from the container is about the request, not the endpoint's health
+        self.opens_circuit = (original_status or 500) >= 500
 
 
 class UpstreamRejected(UpstreamError):
@@ -162,11 +223,13 @@ class UpstreamTimeout(UpstreamError):
     status = 504
     type = "timeout_error"
     code = "upstream_timeout"
+    opens_circuit = True
     kind = "timeout"
 
 
 class UpstreamStreamError(UpstreamError):
     code = "stream_error"
+    opens_circuit = True
     kind = "stream_error"
 
     def __init__(self, message: str, *, retryable: bool = False) -> None:
@@ -182,5 +245,5 @@ def to_openai_body(err: GatewayError) -> dict[str, Any]:
 def response_headers(err: GatewayError) -> dict[str, str]:
     """429 and 503 always say when to come back (DESIGN.md); 1 second when nothing better is known."""
     if err.retry_after is None and err.status not in (429, 503):
-        return {}
-    return {"retry-after": str(max(1, round(err.retry_after or 1)))}
+        return dict(err.headers)
+    return {**err.headers, "retry-after": str(max(1, round(err.retry_after or 1)))}

@@ -6,6 +6,7 @@ from the adapter's rules. `extra="forbid"`: an unknown field is a 400 naming it.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -22,6 +23,13 @@ Penalty = Annotated[float, Field(ge=-2, le=2)]
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WireRequest(_Strict, ABC):
+    """A request body of one API; it converts itself to the canonical request."""
+
+    @abstractmethod
+    def to_canonical(self, request_id: str) -> GenerationRequest: ...
 
 
 class _Sampling(_Strict):
@@ -64,7 +72,7 @@ class StreamOptions(_Strict):
     include_usage: bool = False
 
 
-class _OpenAICommon(_Sampling):
+class _OpenAICommon(_Sampling, WireRequest):
     model: Annotated[str, Field(min_length=1)]
     max_tokens: PosInt | None = None
     max_new_tokens: PosInt | None = None
@@ -165,7 +173,7 @@ class GenerateParameters(_Sampling):
     num_return_sequences: Annotated[int, Field(ge=1, le=MAX_N)] = 1
 
 
-class GenerateRequest(_Strict):
+class GenerateRequest(WireRequest):
     """Native API: canonical parameter names; `context` fills `{context}` of instruction templates."""
 
     model: Annotated[str, Field(min_length=1)]

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
-from service.canonical import Generation, GenerationRequest, Usage
+from service.canonical import Generation, GenerationRequest
 from service.pipeline.streaming import GatewayStream
 
 
@@ -40,11 +40,6 @@ def stream_headers(stream: GatewayStream) -> dict[str, str]:
     return out
 
 
-def usage_body(usage: Usage) -> dict[str, Any]:
-    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-            "total_tokens": usage.total_tokens}
-
-
 def chat_completion(req: GenerationRequest, gen: Generation) -> dict[str, Any]:
     return {
         "id": f"chatcmpl-{req.request_id}",
@@ -56,7 +51,7 @@ def chat_completion(req: GenerationRequest, gen: Generation) -> dict[str, Any]:
              "finish_reason": c.finish_reason, "logprobs": None}
             for c in gen.choices
         ],
-        "usage": usage_body(gen.usage),
+        "usage": gen.usage.as_dict(),
     }
 
 
@@ -70,7 +65,7 @@ def completion(req: GenerationRequest, gen: Generation) -> dict[str, Any]:
             {"index": c.index, "text": c.text, "finish_reason": c.finish_reason, "logprobs": None}
             for c in gen.choices
         ],
-        "usage": usage_body(gen.usage),
+        "usage": gen.usage.as_dict(),
     }
 
 
@@ -80,7 +75,7 @@ def native(req: GenerationRequest, gen: Generation) -> dict[str, Any]:
         "model": req.model,
         "endpoint": gen.endpoint,
         "generations": [{"index": c.index, "text": c.text, "finish_reason": c.finish_reason} for c in gen.choices],
-        "usage": {**usage_body(gen.usage), "source": gen.usage.source.value},
+        "usage": gen.usage.as_dict(with_source=True),
         "cost_usd": gen.cost_usd,
         "attempts": gen.attempts,
         "dropped_params": list(gen.dropped_params),

@@ -1,52 +1,47 @@
-"""The HTTP routes. Thin: parse at the edge, call the gateway, render. Errors are raised, and mapped
-to the OpenAI error shape by the one handler in `service.app`.
+"""The HTTP routes. Thin: parse at the edge, call the gateway, render. Errors are raised, and mapped to the
+OpenAI error shape in `service.api.errors`.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST
-from pydantic import BaseModel
 from starlette.responses import Response, StreamingResponse
 
 from service.api import render
+from service.api.deps import state_of
 from service.api.finish import Finisher
-from service.api.openai_models import ChatCompletionRequest, CompletionRequest, GenerateRequest
+from service.api.openai_models import ChatCompletionRequest, CompletionRequest, GenerateRequest, WireRequest
 from service.api.sse import sse_frames
 from service.api.wire import check_size, parse_body
-from service.canonical import Generation, GenerationRequest
-from service.errors import GatewayError, InvalidRequest
-from service.pipeline.gateway import Gateway
-from service.pipeline.shadow import usage_json
+from service.canonical import Api, Generation, GenerationRequest
+from service.errors import GatewayError, InvalidRequest, NotReady
 from service.telemetry.trace import Trace
-from service.tenancy import Authenticator, Tenant
+from service.tenancy import Tenant
 
-router = APIRouter()
+router = APIRouter(redirect_slashes=False)
 
 Renderer = Callable[[GenerationRequest, Generation], dict[str, Any]]
+Handler = Callable[[Request], Awaitable[Response]]
+TIMEOUT_HEADER = "x-jumpgate-timeout-s"
 
 
-async def _serve(request: Request, api: str, wire_model: type[BaseModel], renderer: Renderer) -> Response:
+async def _serve(request: Request, api: Api, wire_model: type[WireRequest], renderer: Renderer) -> Response:
     """Parse, call the gateway, render; the trace is recorded here, or by the stream when one was opened."""
-    gateway: Gateway = request.app.state.gateway
-    state = request.app.state
+    state = state_of(request)
+    gateway = state.gateway
     trace = Trace(api, request_id=request.state.request_id)
     handed_to_stream = False
     tenant: Tenant | None = None
     try:
         tenant = state.auth.identify(request.headers.get("authorization"))
         trace.tenant = tenant.name
-        wire = parse_body(await request.body(), wire_model, state.input_limits)
-        req: GenerationRequest = wire.to_canonical(request.state.request_id)  # type: ignore[attr-defined]
-        check_size(req, state.input_limits)
-        timeout = request.headers.get(TIMEOUT_HEADER)
-        if timeout is not None:
-            req = replace(req, timeout_s=_client_timeout(timeout))
+        req = _parse(request, await request.body(), wire_model, state.input_limits)
         trace.stream = req.stream
         state.auth.authorize(tenant, req.model)
         await state.limiter.admit(tenant)
@@ -55,14 +50,12 @@ async def _serve(request: Request, api: str, wire_model: type[BaseModel], render
             handed_to_stream = True
             if state.log_prompts:
                 trace.prompt = _prompt_of(req)
-            done = Finisher(gateway.metrics, state.limiter, tenant, trace, state.log_prompts)
+            done = Finisher(state.metrics, state.limiter, tenant, trace, state.log_prompts)
             return StreamingResponse(sse_frames(req, stream, done), media_type="text/event-stream",
                                      headers=render.stream_headers(stream))
         gen = await gateway.generate(req, trace)
         if state.log_prompts:
             trace.prompt, trace.completion = _prompt_of(req), "\n".join(c.text for c in gen.choices)
-        gateway.shadow.after(req, {"endpoint": gen.endpoint, "texts": [c.text for c in gen.choices],
-                                   "latency_s": round(gen.timings["total_s"], 4), "usage": usage_json(gen.usage)})
         return render.JSONResponse(renderer(req, gen), headers=render.headers(gen))
     except GatewayError as err:
         trace.note_error(err)
@@ -72,10 +65,15 @@ async def _serve(request: Request, api: str, wire_model: type[BaseModel], render
         raise
     finally:
         if not handed_to_stream:
-            await Finisher(gateway.metrics, state.limiter, tenant, trace).finish()
+            await Finisher(state.metrics, state.limiter, tenant, trace).finish()
 
 
-TIMEOUT_HEADER = "x-jumpgate-timeout-s"
+def _parse(request: Request, body: bytes, wire_model: type[WireRequest], limits: Any) -> GenerationRequest:
+    wire = parse_body(body, wire_model, limits)
+    req = wire.to_canonical(request.state.request_id)
+    check_size(req, limits)
+    timeout = request.headers.get(TIMEOUT_HEADER)
+    return req if timeout is None else replace(req, timeout_s=_client_timeout(timeout))
 
 
 def _prompt_of(req: GenerationRequest) -> str:
@@ -94,34 +92,37 @@ def _client_timeout(value: str) -> float:
     return seconds
 
 
-@router.post("/v1/chat/completions")
 async def chat_completions(request: Request) -> Response:
     return await _serve(request, "chat", ChatCompletionRequest, render.chat_completion)
 
 
-@router.post("/v1/completions")
 async def completions(request: Request) -> Response:
     return await _serve(request, "completions", CompletionRequest, render.completion)
 
 
-@router.post("/v1/generate")
 async def generate(request: Request) -> Response:
     return await _serve(request, "generate", GenerateRequest, render.native)
 
 
-#: POST routes served by GatewayApp's fast path (service/app.py)
-FAST_ROUTES = {"/v1/chat/completions": chat_completions, "/v1/completions": completions, "/v1/generate": generate}
+#: The generation routes, declared once: registered with FastAPI below (OpenAPI, other methods -> 405) and
+#: served by GatewayApp's fast path (service/app.py) for POST.
+GENERATION_ROUTES: dict[str, Handler] = {
+    "/v1/chat/completions": chat_completions,
+    "/v1/completions": completions,
+    "/v1/generate": generate,
+}
+for _path, _handler in GENERATION_ROUTES.items():
+    router.add_api_route(_path, _handler, methods=["POST"])
 
 
 @router.get("/v1/models")
 async def models(request: Request) -> render.JSONResponse:
-    gateway: Gateway = request.app.state.gateway
-    auth: Authenticator = request.app.state.auth
-    tenant = auth.identify(request.headers.get("authorization"))
-    window = gateway.metrics.window
+    state = state_of(request)
+    tenant = state.auth.identify(request.headers.get("authorization"))
+    catalog, window = state.gateway.catalog, state.metrics.window
     data = []
-    for name in auth.visible(tenant, gateway.catalog.models):
-        model = gateway.catalog.models[name]
+    for name in state.auth.visible(tenant, catalog.models):
+        model = catalog.models[name]
         data.append({
             "id": name, "object": "model", "created": 0, "owned_by": "jumpgate",
             "unsupported_params": model.policy,
@@ -141,23 +142,22 @@ async def models(request: Request) -> render.JSONResponse:
 
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
-    gateway: Gateway = request.app.state.gateway
-    return Response(gateway.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+    return Response(state_of(request).metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/admin/status")
 async def admin_status(request: Request) -> render.JSONResponse:
     """Circuit state, slots and retry budget per endpoint; which endpoints each model routes to."""
-    gateway: Gateway = request.app.state.gateway
-    request.app.state.auth.identify(request.headers.get("authorization"))  # any valid key, when keys are on
+    state = state_of(request)
+    state.auth.identify(request.headers.get("authorization"))  # any valid key, when keys are on
     loop = asyncio.get_running_loop()
     return render.JSONResponse({
-        "config": request.app.state.config_info,
+        "config": state.settings.info(),
         "event_loop": f"{type(loop).__module__}.{type(loop).__name__}",
-        "endpoints": {eid: state.status() for eid, state in sorted(gateway.fleet.states.items())},
+        "endpoints": {eid: s.status() for eid, s in sorted(state.fleet.states.items())},
         "models": {name: {"targets": [{"endpoint": ep.id, "weight": w} for ep, w in m.targets],
                           "shadow": m.shadow.endpoint if m.shadow else None}
-                   for name, m in sorted(gateway.catalog.models.items())},
+                   for name, m in sorted(state.gateway.catalog.models.items())},
     })
 
 
@@ -168,8 +168,6 @@ async def healthz() -> render.JSONResponse:
 
 @router.get("/readyz")
 async def readyz(request: Request) -> render.JSONResponse:
-    ready: Callable[[], bool] = request.app.state.credentials_ready
-    if not ready():
-        return render.JSONResponse({"status": "not ready", "reason": "AWS credentials could not be resolved"},
-                                   status_code=503)
+    if not state_of(request).credentials_ready():
+        raise NotReady("not ready: AWS credentials could not be resolved")
     return render.JSONResponse({"status": "ready"})

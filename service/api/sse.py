@@ -15,11 +15,10 @@ from typing import Any
 import anyio
 import orjson
 
+from service.api.errors import error_event, unexpected_event
 from service.api.finish import Finisher
-from service.api.render import usage_body
 from service.canonical import GenerationRequest, StreamFinal, TokenDelta
-from service.errors import GatewayError, InternalError, to_openai_body
-from service.pipeline.shadow import usage_json
+from service.errors import GatewayError
 from service.pipeline.streaming import GatewayStream
 
 log = logging.getLogger("jumpgate.sse")
@@ -48,7 +47,7 @@ class ChunkShape:
 
     def final(self, final: StreamFinal) -> list[Chunk]:
         return [{**self.base, "finish_reason": final.finish_reason, "endpoint": self.stream.endpoint.id,
-                 "usage": {**usage_body(final.usage), "source": final.usage.source.value},
+                 "usage": final.usage.as_dict(with_source=True),
                  "cost_usd": final.cost_usd}]
 
 
@@ -70,7 +69,7 @@ class ChatShape(ChunkShape):
     def final(self, final: StreamFinal) -> list[Chunk]:
         chunks = [self._choice({}, final.finish_reason)]
         if self.req.include_usage:
-            chunks.append({**self.base, "choices": [], "usage": usage_body(final.usage)})
+            chunks.append({**self.base, "choices": [], "usage": final.usage.as_dict()})
         return chunks
 
 
@@ -88,7 +87,7 @@ class CompletionShape(ChunkShape):
     def final(self, final: StreamFinal) -> list[Chunk]:
         chunks = [self._choice("", final.finish_reason)]
         if self.req.include_usage:
-            chunks.append({**self.base, "choices": [], "usage": usage_body(final.usage)})
+            chunks.append({**self.base, "choices": [], "usage": final.usage.as_dict()})
         return chunks
 
 
@@ -113,9 +112,6 @@ async def sse_frames(req: GenerationRequest, stream: GatewayStream, done: Finish
                     out.append(frame(shape.token(event)))
                 else:
                     out.extend(frame(chunk) for chunk in shape.final(event))
-                    stream.gateway.shadow.after(req, {
-                        "endpoint": stream.endpoint.id, "texts": ["".join(texts)], "usage": usage_json(event.usage),
-                        "latency_s": round(time.perf_counter() - done.trace.started, 4)})
                     out.append(DONE)  # the final event is the last thing events() yields
             yield b"".join(out)  # one write per upstream read, however many tokens it carried
             out = []
@@ -124,13 +120,11 @@ async def sse_frames(req: GenerationRequest, stream: GatewayStream, done: Finish
         completed = True
         done.trace.note_error(err)
         log.warning("stream %s ended with %s: %s", req.request_id, err.code, err.message)
-        yield b"".join([*out, frame(to_openai_body(err))])
+        yield b"".join([*out, error_event(err)])
     except Exception:
         completed = True
         done.trace.status, done.trace.error = 500, "internal_error"
-        log.exception("stream %s failed unexpectedly", req.request_id)
-        failure = InternalError(f"internal error; quote request id {req.request_id}")
-        yield b"".join([*out, frame(to_openai_body(failure))])
+        yield b"".join([*out, unexpected_event(req.request_id)])
     finally:
         # Shielded: when the client went away this runs inside a cancelled scope, and the upstream must
         # still be closed, the slot released and the tenant charged.

@@ -1,47 +1,67 @@
-"""Shadow traffic: a sampled copy of a model's requests also goes to its `shadow` endpoint (e.g. a
-fine-tuned variant evaluated against its base), after the primary answered, in the background.
+"""Shadow traffic: a sampled copy of a model's requests also goes to its `shadow` endpoint (e.g. a fine-tuned
+variant evaluated against its base), after the primary answered, in the background.
 
-The client's answer is never delayed or changed: the shadow call starts only once the primary
-result exists, runs as its own task, and its failures are logged, never raised. Each comparison is one
-JSON line: both outputs, latencies and token counts; the prompt only with `include_prompts: true`.
-Shadow cost is counted in `jumpgate_shadow_cost_usd_total`, apart from the attributed cost of clients.
+The client's answer is never delayed or changed: the gateway offers a `ShadowSample` once the primary result
+exists; the shadow call runs as its own task, and its failures are logged, never raised. Each comparison is one
+JSON line: both outputs, latencies and token counts; the prompt only with `include_prompts: true`. Shadow cost
+is counted in `jumpgate_shadow_cost_usd_total`, apart from the attributed cost of clients.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
 from service.canonical import GenerationRequest, Usage
 from service.config.resilience import ShadowLogConfig
 from service.errors import GatewayError
-from service.pipeline.routing import build_candidate
-
-if TYPE_CHECKING:
-    from service.pipeline.gateway import Gateway
+from service.pipeline.attempts import Attempts
+from service.pipeline.catalog import Endpoint, Model
+from service.pipeline.plan import plan_on
+from service.pipeline.results import answer
+from service.telemetry.metrics import Metrics
 
 log = logging.getLogger("jumpgate.shadow")
 
 
+@dataclass(frozen=True, slots=True)
+class ShadowSample:
+    """A primary request that answered, offered for shadowing."""
+
+    request: GenerationRequest
+    model: Model
+    shadow: Endpoint
+    primary_endpoint: str
+    primary_texts: tuple[str, ...]
+    primary_latency_s: float
+    primary_usage: Usage
+
+
 class ShadowRunner:
-    def __init__(self, gateway: Gateway, log_cfg: ShadowLogConfig | None) -> None:
-        self.gateway = gateway
+    def __init__(self, attempts: Attempts, metrics: Metrics, log_cfg: ShadowLogConfig | None, *,
+                 rng: random.Random | None = None) -> None:
+        self.attempts = attempts
+        self.metrics = metrics
         self.log_cfg = log_cfg
+        self.rng = rng or random.Random()
         self.tasks: set[asyncio.Task[None]] = set()
 
-    def after(self, req: GenerationRequest, primary: dict[str, Any]) -> None:
-        """Called once the primary answered. `primary`: endpoint, texts, latency_s, usage."""
-        model = self.gateway.catalog.models.get(req.model)
-        cfg = model.shadow if model is not None else None
-        if model is None or cfg is None or self.gateway.rng.random() >= cfg.sample_rate:
+    def configure(self, log_cfg: ShadowLogConfig | None) -> None:
+        self.log_cfg = log_cfg
+
+    def offer(self, sample: ShadowSample) -> None:
+        """Start the shadow call in the background when the model's sample rate draws it."""
+        cfg = sample.model.shadow
+        if cfg is None or self.rng.random() >= cfg.sample_rate:
             return
-        task = asyncio.get_running_loop().create_task(self._run(req, cfg.endpoint, primary))
+        task = asyncio.get_running_loop().create_task(self._run(sample))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
@@ -49,22 +69,23 @@ class ShadowRunner:
         if self.tasks:
             await asyncio.wait(self.tasks, timeout=timeout_s)
 
-    async def _run(self, req: GenerationRequest, endpoint_id: str, primary: dict[str, Any]) -> None:
-        gw = self.gateway
-        model = gw.catalog.model(req.model)
-        ep = gw.catalog.endpoints[endpoint_id]
+    async def _run(self, sample: ShadowSample) -> None:
+        req, ep = sample.request, sample.shadow
         started = time.perf_counter()
-        entry: dict[str, Any] = {"time": time.time(), "request_id": req.request_id, "model": model.name,
-                                 "primary": primary}
+        entry: dict[str, Any] = {
+            "time": time.time(), "request_id": req.request_id, "model": sample.model.name,
+            "primary": {"endpoint": sample.primary_endpoint, "texts": list(sample.primary_texts),
+                        "latency_s": round(sample.primary_latency_s, 4),
+                        "usage": sample.primary_usage.as_dict(with_source=True)},
+        }
         try:
-            shadow_req = replace(req, stream=False)
-            params = shadow_req.params.with_defaults(model.defaults)
-            plan = gw.plan_for(shadow_req, params, build_candidate(model, ep, 1.0, shadow_req, params))
-            results = [await gw.call(ep, p) for p in plan.payloads]
-            gen = gw.answer(plan, [ep.adapter.decode(r.raw) for r in results], results, started)
+            plan = plan_on(sample.model, ep, replace(req, stream=False), self.rng)
+            results = [await self.attempts.call(ep, p) for p in plan.payloads]
+            gen = answer(ep, plan.params, plan.prompt_text, [ep.adapter.decode(r.raw) for r in results], results)
             entry["shadow"] = {"endpoint": ep.id, "texts": [c.text for c in gen.choices],
-                               "latency_s": round(time.perf_counter() - started, 4), "usage": usage_json(gen.usage)}
-            gw.metrics.shadow_cost.labels(model.name, ep.id).inc(gen.cost_usd)
+                               "latency_s": round(time.perf_counter() - started, 4),
+                               "usage": gen.usage.as_dict(with_source=True)}
+            self.metrics.shadow_cost.labels(sample.model.name, ep.id).inc(gen.cost_usd)
         except GatewayError as err:
             entry["shadow"] = {"endpoint": ep.id, "error": err.code, "message": err.message}
         except Exception:
@@ -80,11 +101,3 @@ class ShadowRunner:
             return
         with Path(self.log_cfg.path).open("ab") as f:  # one write per line: lines never interleave
             f.write(orjson.dumps(entry) + b"\n")
-
-
-def usage_json(usage: Usage) -> dict[str, Any]:
-    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-            "source": usage.source.value}
-
-
-

@@ -13,11 +13,12 @@ time per output token 1 ms to 1 s.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
-from service.pipeline.catalog import Catalog
 from service.telemetry.amortized import TokenWindow
 from service.telemetry.trace import Trace
 
@@ -25,6 +26,25 @@ REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
 TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30)
 TPOT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.5, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointSeries:
+    """A configured endpoint, as its series are labelled."""
+
+    endpoint: str
+    instance_type: str
+    accelerator: str
+    price_per_hour: float  # x instance count
+
+
+@dataclass(frozen=True, slots=True)
+class RouteSeries:
+    """A model's target endpoint, and how its tokens are counted."""
+
+    model: str
+    endpoint: str
+    token_source: str
 
 
 class Metrics:
@@ -79,20 +99,18 @@ class Metrics:
             return generate_latest(registry)
         return generate_latest(self.registry)
 
-    def describe_endpoints(self, catalog: Catalog) -> None:
+    def describe(self, endpoints: Iterable[EndpointSeries], routes: Iterable[RouteSeries]) -> None:
         """Set the price gauges and create every configured series at zero before traffic: a counter series
         born with its first request would hide that request from rate() and increase() after each restart."""
-        for ep in catalog.endpoints.values():
-            self.price.labels(ep.id, ep.instance_type, ep.accelerator).set(ep.endpoint_price_per_hour)
-            self.inflight.labels(ep.id).set(0)
-        for model in catalog.models.values():
-            for ep, _ in model.targets:
-                source = "backend" if ep.adapter.reports_counts else ep.counter.source.value
-                for direction in ("prompt", "completion"):
-                    self.tokens.labels(model.name, ep.id, direction, source)
-                for api in ("chat", "completions", "generate"):
-                    self.requests.labels(model.name, ep.id, api, "200")
-                self.cost.labels(model.name, ep.id, "anonymous")
+        for ep in endpoints:
+            self.price.labels(ep.endpoint, ep.instance_type, ep.accelerator).set(ep.price_per_hour)
+            self.inflight.labels(ep.endpoint).set(0)
+        for route in routes:
+            for direction in ("prompt", "completion"):
+                self.tokens.labels(route.model, route.endpoint, direction, route.token_source)
+            for api in ("chat", "completions", "generate"):
+                self.requests.labels(route.model, route.endpoint, api, "200")
+            self.cost.labels(route.model, route.endpoint, "anonymous")
 
     def record(self, t: Trace) -> None:
         total = (t.finished or t.started) - t.started

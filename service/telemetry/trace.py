@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 
 from service.canonical import Usage
-from service.errors import GatewayError, UpstreamError
+from service.errors import GatewayError
 
 UNKNOWN = "unknown"  # label value for a model that is not configured (keeps label values bounded)
 NONE = "none"        # label value when no endpoint was chosen
@@ -40,5 +40,5 @@ class Trace:
 
     def note_error(self, err: GatewayError) -> None:
         self.status, self.error = err.status, err.code
-        if err.status < 500 and not isinstance(err, UpstreamError):
+        if err.client_fault:
             self.rejected = err.code  # refused by the gateway itself, before or instead of an upstream call

@@ -7,7 +7,7 @@ attempts are visible to the gateway's headers and metrics and every attempt is s
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -36,7 +36,6 @@ class Payload:
 class RawResponse:
     body: bytes
     content_type: str
-    invoked_variant: str | None = None
 
 
 class Transport(Protocol):
@@ -44,7 +43,7 @@ class Transport(Protocol):
         """POST /endpoints/{name}/invocations once. Raises UpstreamError subclasses on failure."""
         ...
 
-    def invoke_stream(self, target: Target, payload: Payload) -> AsyncIterator[bytes]:
+    def invoke_stream(self, target: Target, payload: Payload) -> AsyncGenerator[bytes, None]:
         """POST /endpoints/{name}/invocations-response-stream once and yield the PayloadParts' raw bytes.
 
         The parts completed by one network read come joined as one item: part boundaries fall anywhere

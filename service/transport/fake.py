@@ -11,7 +11,7 @@ an UpstreamError (a failure before any response) and may be async.
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -42,7 +42,7 @@ class FakeTransport:
             raise TypeError(f"FakeTransport handler must return a RawResponse for invoke, got {type(result).__name__}")
         return result
 
-    async def invoke_stream(self, target: Target, payload: Payload) -> AsyncIterator[bytes]:
+    async def invoke_stream(self, target: Target, payload: Payload) -> AsyncGenerator[bytes, None]:
         result = await self._handle("invoke_stream", target, payload)
         if isinstance(result, RawResponse):
             raise TypeError("FakeTransport handler must return a list of bytes for invoke_stream, got a RawResponse")

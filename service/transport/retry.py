@@ -56,7 +56,7 @@ async def call_with_retries(fn: Callable[[], Awaitable[T]], policy: RetryPolicy,
         try:
             return await fn(), attempt
         except UpstreamError as exc:
-            exc.attempts = attempt  # type: ignore[attr-defined]
+            exc.attempts = attempt
             if not exc.retryable or attempt >= policy.max_attempts:
                 raise
             if on_retry is not None:

@@ -6,13 +6,14 @@ Knows URLs, headers, signing, event-stream framing and AWS error shapes; never a
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncGenerator, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 import aiohttp
 
 from service.errors import (
+    UpstreamDependencyFailed,
     UpstreamError,
     UpstreamModelError,
     UpstreamRejected,
@@ -30,7 +31,6 @@ CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
 TARGET_VARIANT = "X-Amzn-SageMaker-Target-Variant"
 INFERENCE_COMPONENT = "X-Amzn-SageMaker-Inference-Component"
 STREAM_ACCEPT = "X-Amzn-SageMaker-Accept"  # the streaming API renames Accept
-INVOKED_VARIANT = "x-Amzn-Invoked-Production-Variant"
 
 # Headers aiohttp would add on its own: they would be sent unsigned, and Accept would even contradict
 # the signed X-Amzn-SageMaker-Accept on the stream path. Only Content-Length (set from the body) is added.
@@ -45,12 +45,10 @@ _BY_CODE: dict[str, tuple[type[UpstreamError], str]] = {
     "ModelNotReadyException": (UpstreamThrottled, "the model is still loading; retry shortly"),
     "ServiceUnavailable": (UpstreamUnavailable, "retry"),
     "InternalFailure": (UpstreamUnavailable, "retry"),
-    "InternalDependencyException": (UpstreamUnavailable, "retrying will not help; contact AWS support"),
+    "InternalDependencyException": (UpstreamDependencyFailed, "retrying will not help; contact AWS support"),
     "ValidationError": (UpstreamRejected, "check the endpoint name, the region and the endpoint's "
                                           "target_variant / inference_component / custom_attributes"),
 }
-# Unavailable by class, but the service documents this one as "contact support", not "try again".
-_NOT_RETRYABLE = frozenset({"InternalDependencyException"})
 
 
 class SageMakerTransport:
@@ -72,9 +70,9 @@ class SageMakerTransport:
                 body = await resp.read()
         if resp.status != 200:
             raise map_error(target.endpoint_name, resp.status, resp.headers, body)
-        return RawResponse(body, resp.headers.get("Content-Type", ""), resp.headers.get(INVOKED_VARIANT))
+        return RawResponse(body, resp.headers.get("Content-Type", ""))
 
-    async def invoke_stream(self, target: Target, payload: Payload) -> AsyncIterator[bytes]:
+    async def invoke_stream(self, target: Target, payload: Payload) -> AsyncGenerator[bytes, None]:
         url = f"{self._base}/endpoints/{target.endpoint_name}/invocations-response-stream"
         headers = self._signed(url, target, payload, {STREAM_ACCEPT: payload.accept})
         # No total limit (generation may legitimately run long): the limits are on getting a connection
@@ -152,10 +150,7 @@ def map_error(endpoint: str, status: int, headers: Mapping[str, str], body: byte
     said = f"{status} {code}" if code else f"HTTP {status} without an error code"
     if text:
         said = f"{said}: {text}"
-    err = cls(f"SageMaker endpoint {endpoint!r} failed ({redact(said)}); {hint}", retry_after=_retry_after(headers))
-    if code in _NOT_RETRYABLE:
-        err.retryable = False
-    return err
+    return cls(f"SageMaker endpoint {endpoint!r} failed ({redact(said)}); {hint}", retry_after=_retry_after(headers))
 
 
 def error_code(header: str | None, fields: Mapping[str, Any]) -> str:

@@ -16,12 +16,12 @@ def handler(target: Target, payload: Payload) -> RawResponse | list[bytes | Exce
         raise UpstreamThrottled("busy")
     if payload.accept == "text/event-stream":
         return [b"a", b"b", UpstreamStreamError("broke")] if target.endpoint_name == "breaks" else [b"a", b"b"]
-    return RawResponse(b'{"ok": true}', "application/json", "AllTraffic")
+    return RawResponse(b'{"ok": true}', "application/json")
 
 
 async def test_invoke_and_calls_are_recorded() -> None:
     fake: Transport = FakeTransport(handler)
-    assert (await fake.invoke(TARGET, PAYLOAD)).invoked_variant == "AllTraffic"
+    assert (await fake.invoke(TARGET, PAYLOAD)).body == b'{"ok": true}'
     assert fake.calls == [Call("invoke", TARGET, PAYLOAD)]
 
 

@@ -14,6 +14,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from service.errors import (
+    UpstreamDependencyFailed,
     UpstreamError,
     UpstreamModelError,
     UpstreamRejected,
@@ -87,11 +88,10 @@ def assert_redacted(err: Exception) -> None:
 
 async def test_invoke_posts_signed_request_and_returns_body(runtime: FakeRuntime,
                                                            transport: SageMakerTransport) -> None:
-    runtime.handlers["ep"] = reply_json({"generated_text": "hi"}, {"x-Amzn-Invoked-Production-Variant": "AllTraffic"})
+    runtime.handlers["ep"] = reply_json({"generated_text": "hi"})
     response = await transport.invoke(FULL_TARGET, PAYLOAD)
     assert json.loads(response.body) == {"generated_text": "hi"}
     assert response.content_type.startswith("application/json")
-    assert response.invoked_variant == "AllTraffic"
     seen = runtime.received[0]
     assert (seen.method, seen.path, seen.body) == ("POST", "/endpoints/ep/invocations", BODY)
     assert seen.headers["accept"] == "application/json"
@@ -149,7 +149,7 @@ async def test_signature_without_session_token(runtime: FakeRuntime) -> None:
     (aws_error(429, "ModelNotReadyException", {"Message": "Model not ready"}), UpstreamThrottled, True, "not ready"),
     (aws_error(503, "ServiceUnavailable", {"message": "Try again"}), UpstreamUnavailable, True, "ServiceUnavailable"),
     (aws_error(500, "InternalFailure", {"message": "oops"}), UpstreamUnavailable, True, "InternalFailure"),
-    (aws_error(530, "InternalDependencyException", {"message": "dep"}), UpstreamUnavailable, False, "support"),
+    (aws_error(530, "InternalDependencyException", {"message": "dep"}), UpstreamDependencyFailed, False, "support"),
     (aws_error(400, "ValidationError", {"message": f"Endpoint x of account {ACCOUNT} not found."}),
      UpstreamRejected, False, "Endpoint x of account <account> not found."),
     (aws_error(400, "ValidationError", {"message": "bad header"}, in_header=False), UpstreamRejected, False,

@@ -12,7 +12,7 @@ from service.canonical import Decoded, TokenSource, Usage
 from service.config.demo import demo_config_data
 from service.config.model import parse_config
 from service.pipeline.catalog import build_catalog
-from service.pipeline.gateway import attributed_cost
+from service.pipeline.results import attributed_cost
 from service.pipeline.tokens import LocalTokenizer, estimate_tokens, resolve_usage
 from service.telemetry.amortized import TokenWindow
 from service.telemetry.metrics import Metrics

@@ -218,7 +218,7 @@ async def test_a_spent_retry_budget_never_stops_fallback_in_a_long_storm() -> No
 async def test_an_empty_retry_budget_means_one_attempt_on_a_lone_endpoint() -> None:
     fake = FakeTransport(storm_on_a)
     app = create_app(parse_config(two_endpoint_config(), source="t"), transport=fake)
-    app.state.gateway.fleet["a"].budget.tokens = 0.0
+    app.state.jumpgate.fleet["a"].budget.tokens = 0.0
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
         resp = await client.post("/v1/chat/completions", json=chat("solo"))
     assert resp.status_code == 429 and len(fake.calls) == 1

@@ -1,0 +1,165 @@
+"""The mechanics of trying one candidate endpoint, shared by every kind of request (non-streaming calls,
+streams, shadow calls):
+
+- a concurrency slot is held for every upstream call (a bounded wait; a full endpoint is skipped for a free
+  sibling first), as an async context manager;
+- retries on the same endpoint only while its retry budget allows; when other candidates remain, a retryable
+  failure moves to the next one at once instead (fallback, `jumpgate_fallbacks_total`);
+- each call's outcome feeds the endpoint's circuit breaker, as the error's class says (`opens_circuit`);
+- every call's timeout is cut to the request's remaining deadline.
+
+It knows endpoints, the transport and the fleet's live state; it never imports the gateway or streaming.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from typing import Protocol, TypeVar
+
+from service.config.resilience import ResilienceConfig
+from service.errors import EndpointAtCapacity, UpstreamError, UpstreamUnavailable
+from service.pipeline.capacity import Fleet
+from service.pipeline.catalog import Endpoint
+from service.pipeline.results import CallResult
+from service.telemetry.metrics import Metrics
+from service.telemetry.trace import Trace
+from service.transport.base import Payload, Target, Transport
+from service.transport.retry import RetryPolicy, call_with_retries
+
+T = TypeVar("T")
+
+
+class Candidate(Protocol):
+    """What failover needs of a plan."""
+
+    @property
+    def endpoint(self) -> Endpoint: ...
+
+
+P = TypeVar("P", bound=Candidate)
+
+
+class Attempts:
+    def __init__(self, transport: Transport, fleet: Fleet, metrics: Metrics, resilience: ResilienceConfig, *,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        self.transport = transport
+        self.fleet = fleet
+        self.metrics = metrics
+        self.clock = clock
+        self.configure(resilience)
+
+    def configure(self, resilience: ResilienceConfig) -> None:
+        """Apply a (re)loaded resilience section; calls in flight keep the policy they started with."""
+        self.request_timeout_s = resilience.request_timeout_s
+        self.retry = RetryPolicy(max_attempts=resilience.max_attempts)
+        self.drain_s = resilience.drain_s
+
+    # --- deadlines ------------------------------------------------------------------------------------
+    def deadline(self, client_timeout_s: float | None) -> float:
+        """The request's deadline on `clock`: the configured timeout, shortened by the client's own."""
+        limit = self.request_timeout_s
+        if client_timeout_s is not None:
+            limit = min(limit, client_timeout_s)
+        return self.clock() + limit
+
+    def loop_time(self, deadline: float) -> float:
+        """`deadline` on the event loop's clock, for asyncio.timeout_at."""
+        return asyncio.get_running_loop().time() + (deadline - self.clock())
+
+    def target_for(self, ep: Endpoint, deadline: float | None) -> Target:
+        if deadline is None:
+            return ep.target
+        remaining = max(0.001, deadline - self.clock())
+        return ep.target if remaining >= ep.target.timeout_s else replace(ep.target, timeout_s=remaining)
+
+    # --- one endpoint ---------------------------------------------------------------------------------
+    @asynccontextmanager
+    async def slot(self, ep: Endpoint, *, wait: bool, deadline: float | None) -> AsyncIterator[None]:
+        """Hold one of the endpoint's concurrency slots (and the in-flight gauge) for the body. An open circuit
+        raises a retryable 502/503-class error, a full endpoint a retryable 429, so failover can move on."""
+        state = self.fleet[ep.id]
+        breaker = state.breaker
+        if not breaker.allows():  # open, or half-open with its probes already out
+            raise UpstreamUnavailable(f"endpoint '{ep.id}' is failing and its circuit is open",
+                                      retry_after=max(1.0, breaker.retry_after()))
+        slots = state.slots
+        timeout_s = None if deadline is None else deadline - self.clock()
+        if not slots.try_acquire() and not (wait and await slots.acquire(timeout_s)):
+            waited = slots.max_wait_s if wait else 0.0
+            raise EndpointAtCapacity(f"endpoint '{ep.id}' has all {ep.max_concurrency} concurrency slots busy"
+                                     + (f" after waiting {waited:g}s" if waited else ""), retry_after=1.0)
+        gauge = self.metrics.inflight.labels(ep.id)
+        gauge.inc()
+        try:
+            yield
+        finally:
+            slots.release()
+            gauge.dec()
+
+    async def retrying(self, ep: Endpoint, attempt: Callable[[], Awaitable[T]], *, last: bool = True) -> tuple[T, int]:
+        """Retry `attempt` on one endpoint: only the last candidate retries (others fall back at once), and only
+        within the endpoint's retry budget. Counts failed attempts and retries; feeds the breaker."""
+        state = self.fleet[ep.id]
+        state.budget.on_request()
+        policy = self.retry if last else RetryPolicy(max_attempts=1)
+
+        async def counted() -> T:
+            try:
+                result = await attempt()
+            except UpstreamError as exc:
+                self.metrics.upstream_errors.labels(ep.id, exc.kind).inc()
+                if exc.opens_circuit:
+                    state.breaker.record(failed=True)
+                raise
+            state.breaker.record(failed=False)
+            return result
+
+        def retried(exc: UpstreamError, _: int) -> None:
+            # Budget is spent only by a retry that happens. When it is empty the error ends the attempts on
+            # this endpoint; it stays retryable, so the caller may still fall back to another endpoint.
+            if not state.budget.try_spend():
+                raise exc
+            self.metrics.retries.labels(ep.id, exc.kind).inc()
+
+        return await call_with_retries(counted, policy, on_retry=retried)
+
+    def stream_broke(self, ep: Endpoint, exc: UpstreamError) -> None:
+        """A stream that opened failed midway: the breaker hears of it (retries are over for a stream)."""
+        if exc.opens_circuit:
+            self.fleet[ep.id].breaker.record(failed=True)
+
+    async def call(self, ep: Endpoint, payload: Payload, *, last: bool = True,
+                   deadline: float | None = None) -> CallResult:
+        """One upstream call: a slot, retries under policy and budget, breaker bookkeeping."""
+        async with self.slot(ep, wait=last, deadline=deadline):
+            started = self.clock()  # after the slot wait: cost is attributed for the time the endpoint was held
+            target = self.target_for(ep, deadline)
+            raw, attempts = await self.retrying(ep, lambda: self.transport.invoke(target, payload), last=last)
+        return CallResult(raw, attempts, self.clock() - started)
+
+    async def calls(self, ep: Endpoint, payloads: Sequence[Payload], *, last: bool,
+                    deadline: float | None) -> list[CallResult]:
+        """The calls of one plan: usually one (no task then), several concurrently for fanned-out n."""
+        if len(payloads) == 1:
+            return [await self.call(ep, payloads[0], last=last, deadline=deadline)]
+        return list(await asyncio.gather(*(self.call(ep, p, last=last, deadline=deadline) for p in payloads)))
+
+    # --- across candidates ----------------------------------------------------------------------------
+    async def failover(self, plans: Sequence[P], attempt: Callable[[P, bool], Awaitable[T]], trace: Trace,
+                       ) -> tuple[P, T]:
+        """Try candidates in order; a retryable failure (or a full endpoint) moves on to the next one."""
+        for i, plan in enumerate(plans):
+            last = i == len(plans) - 1
+            ep = plan.endpoint
+            trace.endpoint, trace.schema, trace.accelerator = ep.id, ep.schema, ep.accelerator
+            try:
+                return plan, await attempt(plan, last)
+            except UpstreamError as err:
+                if last or not err.retryable:
+                    raise
+                self.metrics.fallbacks.labels(trace.model, ep.id, plans[i + 1].endpoint.id).inc()
+        raise AssertionError("unreachable: the last candidate returns or raises")
