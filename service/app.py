@@ -44,8 +44,8 @@ def create_app(config: Config, *, transport: Transport | None = None, metrics: M
         await state.transport.aclose()
 
     # No trailing-slash redirects: they would answer a POST with a 307 to a URL built from the Host header.
-    app = GatewayApp(GENERATION_ROUTES, title="jumpgate", version="0.1.0", lifespan=lifespan, docs_url=None,
-                     redoc_url=None, redirect_slashes=False)
+    app = GatewayApp({r.path: r for r in GENERATION_ROUTES}, title="jumpgate", version="0.1.0", lifespan=lifespan,
+                     docs_url=None, redoc_url=None, redirect_slashes=False)
     app.state.jumpgate = state
     app.include_router(router)
     install_openapi(app, lambda: sorted(state.gateway.catalog.models))

@@ -20,10 +20,10 @@ import hashlib
 import hmac
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from service.config.tenancy import AuthConfig, RateLimitConfig
 from service.errors import AuthenticationError, NoEndpointAvailable, PermissionDenied, RateLimited
@@ -245,11 +245,12 @@ class RedisLimiter:
         await self._guarded(self._settle(keys=[tpm_key, spent_key],
                                          args=[_arg(tenant.tpm), tokens, repr(cost), 40 * 86400]), admitting=False)
 
-    async def _guarded(self, call: object, *, admitting: bool = True) -> list[object] | None:
+    async def _guarded(self, call: Awaitable[Any], *, admitting: bool = True) -> list[int | bytes] | None:
         from redis.exceptions import RedisError
 
         try:
-            return await call  # type: ignore[misc,no-any-return]
+            result: list[int | bytes] = await call  # the Lua scripts return integers and bulk strings
+            return result
         except (RedisError, OSError) as exc:
             self.on_error()
             if not admitting:

@@ -8,7 +8,7 @@ container's answer into canonical `Decoded` choices and counts. It never sees HT
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeGuard
 
 import orjson
 
@@ -20,6 +20,8 @@ from service.transport.base import Payload, RawResponse
 
 
 class Adapter(Protocol):
+    """What every schema does. Schemas whose containers can stream are `StreamingAdapter`s as well."""
+
     name: str
     rules: Rules
     sampling: Sampling
@@ -36,9 +38,16 @@ class Adapter(Protocol):
         """Parse a non-streaming answer. Raises UpstreamModelError on a shape it does not know."""
         ...
 
+
+class StreamingAdapter(Adapter, Protocol):
     def stream_decoder(self) -> StreamDecoder:
-        """A fresh incremental decoder for one response stream (only called when `can_stream`)."""
+        """A fresh incremental decoder for one response stream."""
         ...
+
+
+def streams(adapter: Adapter) -> TypeGuard[StreamingAdapter]:
+    """Whether the adapter's container streams (its declared `can_stream`)."""
+    return adapter.can_stream
 
 
 class StreamDecoder(Protocol):

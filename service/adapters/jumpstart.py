@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from service.adapters import register
 from service.adapters.base import json_payload, load_json, shape_error, text_choice
 from service.adapters.params import (
     BEST_EFFORT,
@@ -85,6 +84,3 @@ def dialog(messages: Sequence[Message]) -> list[dict[str, Any]]:
     if len(turns) == start or turns[-1].role != "user":
         raise InvalidParam("the last message must come from the user for this model", param="messages")
     return [{"role": m.role, "content": m.content} for m in turns]
-
-
-register(JumpStartAdapter())

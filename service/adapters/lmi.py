@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.adapters import register
 from service.adapters.base import (
     finish_reason,
     int_or_none,
@@ -121,6 +120,3 @@ def _raise_on_error(item: dict[str, Any], details: dict[str, Any], *, stream: bo
         if stream:
             raise stream_failure("lmi", detail)
         raise UpstreamModelError(f"the lmi endpoint failed: {redact(str(detail))}")
-
-
-register(LmiAdapter())

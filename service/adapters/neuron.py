@@ -9,7 +9,6 @@ silently cut by the container, so the router checks the endpoint's `context_leng
 
 from __future__ import annotations
 
-from service.adapters import register
 from service.adapters.lmi import LmiAdapter
 from service.adapters.params import EMULATED, UNSUPPORTED, Range, Rules, native
 
@@ -33,6 +32,3 @@ class NeuronAdapter(LmiAdapter):
         "no_repeat_ngram_size": UNSUPPORTED,
         "do_sample": native("do_sample"),
     }
-
-
-register(NeuronAdapter())

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.adapters import register
 from service.adapters.base import (
     finish_reason,
     int_or_none,
@@ -129,6 +128,3 @@ def _choice(item: Any, position: int) -> Choice:
     index = int_or_none(item.get("index"))
     return Choice(text=text if isinstance(text, str) else "", finish_reason=finish_reason(item.get("finish_reason")),
                   index=position if index is None else index)
-
-
-register(OpenAICompatAdapter())

@@ -7,7 +7,6 @@ Wire facts (wire-formats.md 5): parameters sit at the top level of the JSON body
 
 from __future__ import annotations
 
-from service.adapters import register
 from service.adapters.base import json_payload, load_json, shape_error, text_choice
 from service.adapters.params import EMULATED, UNSUPPORTED, Range, Rules, Sampling, WireParams, native
 from service.canonical import Decoded, GenerationRequest
@@ -58,6 +57,3 @@ class Text2TextAdapter:
         if not isinstance(texts, list) or not texts:
             raise shape_error(self.name, '{"generated_texts": [...]}')
         return Decoded(choices=tuple(text_choice(t, None, self.name, i) for i, t in enumerate(texts)))
-
-
-register(Text2TextAdapter())

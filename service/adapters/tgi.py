@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.adapters import register
 from service.adapters.base import (
     finish_reason,
     int_or_none,
@@ -96,6 +95,3 @@ class TgiStream(JsonLineDecoder):
                                  int_or_none(details.get("input_length")),
                                  int_or_none(details.get("generated_tokens"))))
         return out
-
-
-register(TgiAdapter())

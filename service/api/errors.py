@@ -65,12 +65,13 @@ def http_error(exc: HTTPException, method: str, path: str) -> GatewayError:
     """Starlette's routing refusals as errors of the tree."""
     shown = path if len(path) <= MAX_ECHO else path[:MAX_ECHO] + "..."
     if exc.status_code == 405:
-        allowed = tuple(a.strip() for a in (exc.headers or {}).get("allow", "").split(",") if a.strip())
+        headers = {k.lower(): v for k, v in (exc.headers or {}).items()}
+        allowed = tuple(a.strip() for a in headers.get("allow", "").split(",") if a.strip())
         return MethodNotAllowed(f"method {method} is not allowed on {shown}; use {' or '.join(allowed) or 'another'}",
                                 allowed=allowed)
     if exc.status_code == 404:
         return RouteNotFound(f"no route {shown}: see GET /v1/models and the README for the API's paths")
-    phrase = HTTPStatus(exc.status_code).phrase if exc.status_code in HTTPStatus else "error"
+    phrase = HTTPStatus(exc.status_code).phrase if exc.status_code in HTTPStatus.__members__.values() else "error"
     if 400 <= exc.status_code < 500:
         return InvalidRequest(f"{phrase} ({exc.status_code}) for {method} {shown}")
     return InternalError(f"{phrase} ({exc.status_code})")

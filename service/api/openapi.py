@@ -11,9 +11,10 @@ from typing import Any, Literal
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
-from pydantic.json_schema import models_json_schema
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from service.api.openai_models import ChatCompletionRequest, CompletionRequest, GenerateRequest
+from service.api.routes import GENERATION_ROUTES
+from service.canonical import Api
 
 Finish = Literal["stop", "length", "error"]
 
@@ -113,11 +114,9 @@ SSE_EVENT = {"type": "object", "required": ["data"],
              "properties": {"data": {"type": "string"}, "event": {"type": "string"}, "id": {"type": "string"}}}
 
 ERROR_STATUSES = ("400", "401", "403", "404", "413", "429", "500", "502", "503", "504")
-GENERATION_ROUTES = {
-    "/v1/chat/completions": (ChatCompletionRequest, ChatCompletionOut),
-    "/v1/completions": (CompletionRequest, CompletionOut),
-    "/v1/generate": (GenerateRequest, GenerateOut),
-}
+# What each generation API answers (documentation only: the renderers in render.py build these shapes).
+RESPONSE_MODELS: dict[Api, type[BaseModel]] = {"chat": ChatCompletionOut, "completions": CompletionOut,
+                                               "generate": GenerateOut}
 
 
 def install_openapi(app: FastAPI, model_names: Callable[[], list[str]]) -> None:
@@ -131,17 +130,19 @@ def install_openapi(app: FastAPI, model_names: Callable[[], list[str]]) -> None:
 
 def _document(app: FastAPI, models: list[str]) -> dict[str, Any]:
     doc = get_openapi(title=app.title, version=app.version, routes=app.routes)
-    wire = [(m, "validation") for m, _ in GENERATION_ROUTES.values()]
-    out = [(m, "serialization") for _, m in GENERATION_ROUTES.values()] + [(ErrorResponse, "serialization"),
-                                                                           (ModelListOut, "serialization")]
+    wire: list[tuple[type[BaseModel], JsonSchemaMode]] = [(r.wire, "validation") for r in GENERATION_ROUTES]
+    out: list[tuple[type[BaseModel], JsonSchemaMode]] = [
+        *((RESPONSE_MODELS[r.api], "serialization") for r in GENERATION_ROUTES),
+        (ErrorResponse, "serialization"), (ModelListOut, "serialization")]
     _, defs = models_json_schema([*wire, *out], ref_template="#/components/schemas/{model}")
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
     schemas.update(defs.get("$defs", {}))
-    for name in ("ChatCompletionRequest", "CompletionRequest", "GenerateRequest"):
+    for route in GENERATION_ROUTES:
         if models:
-            schemas[name]["properties"]["model"] = {"type": "string", "enum": models}
-    for path, (req, resp) in GENERATION_ROUTES.items():
-        op = doc["paths"][path]["post"]
+            schemas[route.wire.__name__]["properties"]["model"] = {"type": "string", "enum": models}
+    for route in GENERATION_ROUTES:
+        req, resp = route.wire, RESPONSE_MODELS[route.api]
+        op = doc["paths"][route.path]["post"]
         op["requestBody"] = {"required": True, "content": {"application/json": {"schema": _ref(req)}}}
         op["responses"] = {"200": {"description": "the answer; server-sent events when stream is true",
                                    "content": {"application/json": {"schema": _ref(resp)},

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -92,27 +92,28 @@ def _client_timeout(value: str) -> float:
     return seconds
 
 
-async def chat_completions(request: Request) -> Response:
-    return await _serve(request, "chat", ChatCompletionRequest, render.chat_completion)
+@dataclass(frozen=True, slots=True)
+class GenerationRoute:
+    """A POST route that generates: its path, API name, request model and renderer. Callable as the handler."""
+
+    path: str
+    api: Api
+    wire: type[WireRequest]
+    render: Renderer
+
+    async def __call__(self, request: Request) -> Response:
+        return await _serve(request, self.api, self.wire, self.render)
 
 
-async def completions(request: Request) -> Response:
-    return await _serve(request, "completions", CompletionRequest, render.completion)
-
-
-async def generate(request: Request) -> Response:
-    return await _serve(request, "generate", GenerateRequest, render.native)
-
-
-#: The generation routes, declared once: registered with FastAPI below (OpenAPI, other methods -> 405) and
-#: served by GatewayApp's fast path (service/app.py) for POST.
-GENERATION_ROUTES: dict[str, Handler] = {
-    "/v1/chat/completions": chat_completions,
-    "/v1/completions": completions,
-    "/v1/generate": generate,
-}
-for _path, _handler in GENERATION_ROUTES.items():
-    router.add_api_route(_path, _handler, methods=["POST"])
+#: The generation routes, declared once: registered with FastAPI below (OpenAPI, other methods -> 405),
+#: documented by service/api/openapi.py, and served by GatewayApp's fast path (service/app.py) for POST.
+GENERATION_ROUTES: tuple[GenerationRoute, ...] = (
+    GenerationRoute("/v1/chat/completions", "chat", ChatCompletionRequest, render.chat_completion),
+    GenerationRoute("/v1/completions", "completions", CompletionRequest, render.completion),
+    GenerationRoute("/v1/generate", "generate", GenerateRequest, render.native),
+)
+for _route in GENERATION_ROUTES:
+    router.add_api_route(_route.path, _route, methods=["POST"], name=_route.api)
 
 
 @router.get("/v1/models")

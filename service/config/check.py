@@ -6,7 +6,8 @@ import sys
 from collections.abc import Collection
 from typing import TextIO
 
-from service.config.model import DEFAULT_MAX_NEW_TOKENS, Config, ConfigError, EndpointConfig, ModelConfig, load_config
+from service.config.model import DEFAULT_MAX_NEW_TOKENS, Config, EndpointConfig, ModelConfig, load_config
+from service.config.problems import ConfigError
 from service.telemetry import cost
 
 

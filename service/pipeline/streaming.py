@@ -13,6 +13,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 
+from service.adapters.base import StreamDecoder, streams
 from service.canonical import Decoded, GenerationRequest, StreamEnd, StreamEvent, StreamFinal, TokenDelta
 from service.errors import InvalidParam, UpstreamError, UpstreamStreamError
 from service.pipeline.attempts import Attempts
@@ -156,9 +157,10 @@ async def open_stream(mechanics: Attempts, req: GenerationRequest, plans: Sequen
     async def attempt(plan: Plan, last: bool) -> GatewayStream:
         ep, opened = plan.endpoint, mechanics.clock()
         resources = AsyncExitStack()
-        if not ep.adapter.can_stream:
+        adapter = ep.adapter
+        if not streams(adapter):
             result = await mechanics.call(ep, plan.payloads[0], last=last, deadline=deadline)
-            source = _replay(ep.adapter.decode(result.raw))
+            source = _replay(adapter.decode(result.raw))
             return GatewayStream(plan, result.attempts, source, mechanics, trace, resources,
                                  StreamTimings(opened), on_final)
         async with AsyncExitStack() as opening:
@@ -168,8 +170,8 @@ async def open_stream(mechanics: Attempts, req: GenerationRequest, plans: Sequen
                 ep, lambda: _open(mechanics.transport, target, plan.payloads[0]), last=last)
             opening.push_async_callback(parts.aclose)
             resources = opening.pop_all()  # opened: the stream now owns the slot and the response
-        return GatewayStream(plan, attempts, _decode(ep, first, parts), mechanics, trace, resources,
-                             StreamTimings(opened), on_final)
+        return GatewayStream(plan, attempts, _decode(adapter.stream_decoder(), first, parts), mechanics, trace,
+                             resources, StreamTimings(opened), on_final)
 
     _, stream = await mechanics.failover(plans, attempt, trace)
     return stream
@@ -187,8 +189,8 @@ async def _open(transport: Transport, target: Target,
     return parts, first
 
 
-async def _decode(ep: Endpoint, first: bytes, parts: AsyncIterator[bytes]) -> AsyncGenerator[list[StreamEvent], None]:
-    decoder = ep.adapter.stream_decoder()
+async def _decode(decoder: StreamDecoder, first: bytes,
+                  parts: AsyncIterator[bytes]) -> AsyncGenerator[list[StreamEvent], None]:
     events = decoder.feed(first)
     if events:
         yield events

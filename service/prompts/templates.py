@@ -37,7 +37,8 @@ def _reject(why: str) -> InvalidParam:
 
 
 # One scan of each message for any marker (this runs on every chat request), instead of one per marker.
-_ANY_MARKER = {markers: re.compile("|".join(map(re.escape, markers))) for markers in (_LLAMA2_MARKERS, _LLAMA3_MARKERS)}
+_ANY_MARKER: dict[tuple[str, ...], re.Pattern[str]] = {
+    markers: re.compile("|".join(map(re.escape, markers))) for markers in (_LLAMA2_MARKERS, _LLAMA3_MARKERS)}
 
 
 def _check_markers(messages: Sequence[Message], markers: tuple[str, ...], template: str) -> None:

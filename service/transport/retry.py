@@ -38,7 +38,7 @@ class RetryPolicy:
         """
         if retry_after is not None:
             return min(max(retry_after, 0.0), self.max_delay_s)
-        cap = min(self.max_delay_s, self.base_delay_s * 2 ** (failed_attempt - 1))
+        cap = min(self.max_delay_s, self.base_delay_s * 2.0 ** (failed_attempt - 1))
         return cap * rand()
 
 

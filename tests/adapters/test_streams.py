@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service import adapters
+from service.adapters.base import streams
 from service.canonical import FinishReason, StreamEnd, StreamEvent, TokenDelta
 from service.errors import UpstreamStreamError
 
@@ -67,7 +68,9 @@ WIRES = {"tgi": (tgi_wire, 1, 7), "lmi": (lmi_wire, 0, None), "neuron": (lmi_wir
 
 
 def decode_parts(schema: str, parts: list[bytes]) -> list[StreamEvent]:
-    decoder = adapters.get(schema).stream_decoder()
+    adapter = adapters.get(schema)
+    assert streams(adapter)
+    decoder = adapter.stream_decoder()
     events: list[StreamEvent] = []
     for part in parts:
         events.extend(decoder.feed(part))
@@ -188,7 +191,9 @@ def test_tokens_before_an_error_in_the_same_bytes_come_out_first(schema: str, li
     """One read may carry tokens and then an error line: the tokens are returned, the error raised next."""
     tokens_wire = WIRES[schema][0](["Hel", "lo ", "😀"], True)
     tokens_only = tokens_wire[:tokens_wire.rindex(b"\n", 0, len(tokens_wire) - 2)] + b"\n"  # drop the final event
-    decoder = adapters.get(schema).stream_decoder()
+    adapter = adapters.get(schema)
+    assert streams(adapter)
+    decoder = adapter.stream_decoder()
     events = decoder.feed(tokens_only + line)
     assert "".join(e.text for e in events if isinstance(e, TokenDelta)).startswith("Hel")
     with pytest.raises(UpstreamStreamError, match="failed mid-stream"):
