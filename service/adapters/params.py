@@ -63,7 +63,6 @@ class ParamRule:
     support: Support
     wire: str | None = None
     range: Range | None = None
-    neutral: tuple[Any, ...] = ()
     sampling_only: bool = False   # meaningless when greedy: not sent then
     max_items: int | None = None  # for list parameters (stop)
     stream_ok: bool = True        # NATIVE only for non-streaming requests

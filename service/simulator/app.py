@@ -78,6 +78,8 @@ async def _invoke(request: Request, *, stream_api: bool) -> Response:
         return sagemaker.endpoint_not_found(name)
     runtime.stats.requests += 1
     decision = sim.faults.decide(name)
+    if decision.hold:
+        await sim.faults.released.wait()
     if decision.reject is not None:
         return _rejected(runtime, decision)
     inv = Invocation(runtime.endpoint, body, headers.get("content-type", "application/json"),

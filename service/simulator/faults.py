@@ -11,11 +11,13 @@ SageMaker wraps as ModelError; ``unavailable`` / ``internal`` / ``not_ready``: S
 429); ``delay_s`` → extra time holding a slot; ``stream_error_after`` N → on the streaming API, after N
 logical stream lines, either an exception frame (``ModelStreamError`` / ``InternalStreamFailure``) or the
 container's own in-stream error line (``container``); ``split`` → PayloadPart boundaries (``line`` or
-``random``).
+``random``); ``hold: true`` → requests wait before answering until the hold is lifted (``hold: false`` or
+``DELETE /_sim/faults``), so a test can see what happens while a call is in flight without racing a clock.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,7 +52,7 @@ _FIELDS: dict[str, Callable[[Any], bool]] = {
     "throttle_next": _count, "throttle_rate": _rate, "error_next": _count, "error_rate": _rate,
     "error_kind": _one_of(ERROR_KINDS), "error_status": _status, "delay_s": _seconds,
     "stream_error_after": lambda v: v is None or _count(v), "stream_error_kind": _one_of(STREAM_ERROR_KINDS),
-    "split": _one_of(SPLITS),
+    "split": _one_of(SPLITS), "hold": lambda v: isinstance(v, bool),
 }
 
 
@@ -64,6 +66,7 @@ class Decision:
     stream_error_after: int | None = None
     stream_error_kind: str = "ModelStreamError"
     split: str = "line"
+    hold: bool = False
 
 
 NO_FAULT = Decision()
@@ -73,6 +76,8 @@ class FaultBook:
     def __init__(self, rng: random.Random) -> None:
         self._rng = rng
         self._specs: dict[str, dict[str, Any]] = {}
+        self.released = asyncio.Event()  # set while no hold is in force
+        self.released.set()
 
     def apply(self, spec: dict[str, Any]) -> None:
         """Merge a spec; raises ValueError naming the bad field so the control API can answer 400."""
@@ -87,9 +92,17 @@ class FaultBook:
             if not check(value):
                 raise ValueError(f"invalid value for {key!r}: {value!r}")
         self._specs.setdefault(endpoint, {}).update(fields)
+        self._sync_hold()
 
     def clear(self) -> None:
         self._specs.clear()
+        self._sync_hold()
+
+    def _sync_hold(self) -> None:
+        if any(spec.get("hold") for spec in self._specs.values()):
+            self.released.clear()
+        else:
+            self.released.set()
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
         return {name: dict(spec) for name, spec in self._specs.items()}
@@ -110,7 +123,7 @@ class FaultBook:
         elif self._take(layers, "error_next") or self._draw(get("error_rate", 0.0)):
             reject = get("error_kind", "model")
         return Decision(reject, get("error_status", 500), get("delay_s", 0.0), get("stream_error_after", None),
-                        get("stream_error_kind", "ModelStreamError"), get("split", "line"))
+                        get("stream_error_kind", "ModelStreamError"), get("split", "line"), get("hold", False))
 
     @staticmethod
     def _take(layers: list[dict[str, Any]], key: str) -> bool:
