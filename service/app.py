@@ -8,17 +8,21 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.api.errors import error_response, install_error_handlers, unexpected_response
+from service.api.guards import HostGuard
 from service.api.openapi import install_openapi
+from service.api.render import EXPOSED_HEADERS
 from service.api.request_id import RequestIdMiddleware
-from service.api.routes import GENERATION_ROUTES, Handler, router
+from service.api.routes import GENERATION_ROUTES, TIMEOUT_HEADER, Handler, router
 from service.config.model import Config
+from service.config.server import ServerConfig
 from service.errors import GatewayError
-from service.runtime import build_state
+from service.runtime import AppState, build_state
 from service.telemetry.metrics import Metrics
 from service.transport.base import Transport
 
@@ -50,8 +54,25 @@ def create_app(config: Config, *, transport: Transport | None = None, metrics: M
     app.include_router(router)
     install_openapi(app, lambda: sorted(state.gateway.catalog.models))
     install_error_handlers(app)
-    app.add_middleware(RequestIdMiddleware)
+    _install_middleware(app, state)
     return app
+
+
+def _install_middleware(app: FastAPI, state: AppState) -> None:
+    """Outermost last: request ids on every answer, then CORS (preflights need no host check), then the Host
+    guard. The generation fast path runs the same list (GatewayApp)."""
+
+    def host_settings() -> tuple[bool, ServerConfig]:
+        config = state.settings.config
+        return config.auth is None, config.server
+
+    app.add_middleware(HostGuard, settings=host_settings)
+    cors = state.settings.config.cors
+    if cors.allow_origins:  # read at start-up: a reload does not change CORS (documented)
+        app.add_middleware(CORSMiddleware, allow_origins=cors.allow_origins, allow_methods=["GET", "POST"],
+                           allow_headers=["authorization", "content-type", "x-request-id", TIMEOUT_HEADER],
+                           expose_headers=EXPOSED_HEADERS, max_age=600)
+    app.add_middleware(RequestIdMiddleware)
 
 
 def _sagemaker_transport(config: Config) -> tuple[Transport, Callable[[], bool]]:

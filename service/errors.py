@@ -6,14 +6,18 @@
     │   └── UnsupportedParam           400       (non-neutral value the endpoint cannot take)
     ├── AuthenticationError            401     authentication_error
     ├── PermissionDenied               403     permission_error
+    │   └── HostNotAllowed             403       (Host header not served without auth: DNS rebinding)
     ├── RouteNotFound                  404     not_found_error         (no such path)
     ├── ModelNotFound                  404     not_found_error
     ├── MethodNotAllowed               405     invalid_request_error
     ├── PayloadTooLarge                413     invalid_request_error
+    ├── UnsupportedMediaType           415     invalid_request_error  (not application/json, or encoded)
     ├── RateLimited                    429     rate_limit_error
     ├── InternalError                  500     server_error
     ├── NoEndpointAvailable            503     service_unavailable
     ├── NotReady                       503     service_unavailable    (readiness: credentials missing)
+    ├── ServerShuttingDown             503     service_unavailable    (a stream cut at the drain deadline)
+    ├── DeadlineExceeded               504     timeout_error          (the request's deadline, not the endpoint)
     └── UpstreamError                  502     upstream_error
         ├── EndpointAtCapacity         429     rate_limit_error       yes        no   (all slots busy)
         ├── UpstreamThrottled          429     rate_limit_error       yes        no   ThrottlingException, ModelNotReady
@@ -43,6 +47,15 @@ _REDACTIONS = (
 )
 
 MAX_UPSTREAM_MESSAGE = 1000
+#: how much of a client-sent value an error message repeats
+MAX_ECHO = 64
+
+
+def echo(value: object, limit: int = MAX_ECHO) -> str:
+    """A client-sent value as an error message may repeat it: its repr, cut to `limit` characters, so a hostile
+    100 KB model name comes back as a short hint, not a 100 KB answer."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def redact(text: str) -> str:
@@ -105,6 +118,16 @@ class PermissionDenied(GatewayError):
     code = "forbidden"
 
 
+class HostNotAllowed(PermissionDenied):
+    code = "host_not_allowed"
+
+
+class UnsupportedMediaType(GatewayError):
+    status = 415
+    type = "invalid_request_error"
+    code = "unsupported_media_type"
+
+
 class RouteNotFound(GatewayError):
     status = 404
     type = "not_found_error"
@@ -149,6 +172,21 @@ class NotReady(GatewayError):
     status = 503
     type = "service_unavailable"
     code = "not_ready"
+
+
+class ServerShuttingDown(GatewayError):
+    status = 503
+    type = "service_unavailable"
+    code = "server_shutting_down"
+
+
+class DeadlineExceeded(GatewayError):
+    """The request's own deadline (the configured request timeout, or the client's shorter one) ran out. The
+    endpoint may be fine: this never counts against it (breaker, upstream error metrics)."""
+
+    status = 504
+    type = "timeout_error"
+    code = "deadline_exceeded"
 
 
 class InternalError(GatewayError):

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from service.config.tenancy import AuthConfig, RateLimitConfig
-from service.errors import AuthenticationError, NoEndpointAvailable, PermissionDenied, RateLimited
+from service.errors import AuthenticationError, NoEndpointAvailable, PermissionDenied, RateLimited, echo
 
 log = logging.getLogger("jumpgate.tenancy")
 
@@ -71,7 +71,7 @@ class Authenticator:
     def authorize(tenant: Tenant, model: str) -> None:
         if tenant.models is not None and model not in tenant.models:
             allowed = ", ".join(sorted(tenant.models)) or "(none)"
-            raise PermissionDenied(f"tenant '{tenant.name}' may not use model '{model}'; allowed: {allowed}",
+            raise PermissionDenied(f"tenant '{tenant.name}' may not use model {echo(model)}; allowed: {allowed}",
                                    param="model")
 
     def visible(self, tenant: Tenant, models: Mapping[str, object]) -> list[str]:

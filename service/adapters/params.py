@@ -21,7 +21,7 @@ from enum import Enum
 from typing import Any, Literal
 
 from service.canonical import SamplingParams
-from service.errors import InvalidParam, UnsupportedParam
+from service.errors import InvalidParam, UnsupportedParam, echo
 
 Policy = Literal["reject", "drop"]
 
@@ -174,7 +174,7 @@ def _checked(name: str, value: Any, rule: ParamRule, subject: Subject) -> Any:
     if rule.range is not None and isinstance(value, int | float) and not rule.range.contains(value):
         raise InvalidParam(
             f"`{name}` must be {rule.range.describe()} for endpoint '{subject.endpoint}' "
-            f"(schema {subject.schema}); got {value}", param=name)
+            f"(schema {subject.schema}); got {echo(value)}", param=name)
     return list(value) if isinstance(value, tuple) else value
 
 
@@ -183,7 +183,7 @@ def _unsupported(name: str, value: Any, subject: Subject, policy: Policy, *, str
         return
     where = "when streaming " if stream else ""
     raise UnsupportedParam(
-        f"parameter `{name}`={value!r} is not supported {where}by endpoint '{subject.endpoint}' "
+        f"parameter `{name}`={echo(value)} is not supported {where}by endpoint '{subject.endpoint}' "
         f"(schema {subject.schema}) of model '{subject.model}': remove it, or set "
         f"`unsupported_params: drop` on the model to have it dropped", param=name)
 

@@ -22,7 +22,8 @@ Penalty = Annotated[float, Field(ge=-2, le=2)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: JSON types as the OpenAI API defines them (a boolean is not an integer, "10" is not a number)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class WireRequest(_Strict, ABC):

@@ -19,6 +19,11 @@ class JSONResponse(Response):
         return orjson.dumps(content)
 
 
+#: the response headers a browser client may read (CORS)
+EXPOSED_HEADERS = ["x-request-id", "x-jumpgate-endpoint", "x-jumpgate-attempts", "x-jumpgate-dropped-params",
+                   "x-jumpgate-token-source", "x-jumpgate-cost-usd", "retry-after"]
+
+
 def headers(gen: Generation) -> dict[str, str]:
     out = {
         "x-jumpgate-endpoint": gen.endpoint,

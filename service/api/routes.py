@@ -16,6 +16,7 @@ from starlette.responses import Response, StreamingResponse
 from service.api import render
 from service.api.deps import state_of
 from service.api.finish import Finisher
+from service.api.guards import check_json_body
 from service.api.openai_models import ChatCompletionRequest, CompletionRequest, GenerateRequest, WireRequest
 from service.api.sse import sse_frames
 from service.api.wire import check_size, parse_body
@@ -41,6 +42,7 @@ async def _serve(request: Request, api: Api, wire_model: type[WireRequest], rend
     try:
         tenant = state.auth.identify(request.headers.get("authorization"))
         trace.tenant = tenant.name
+        check_json_body(request.scope["headers"])
         req = _parse(request, await request.body(), wire_model, state.input_limits)
         trace.stream = req.stream
         state.auth.authorize(tenant, req.model)

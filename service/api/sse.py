@@ -130,8 +130,9 @@ async def sse_frames(req: GenerationRequest, stream: GatewayStream, done: Finish
         # still be closed, the slot released and the tenant charged.
         with anyio.CancelScope(shield=True):
             await stream.aclose()
+            stream.charge_unfinished()
             if not completed:
-                done.trace.status, done.trace.disconnected = 499, True
+                done.trace.status, done.trace.disconnected, done.trace.abandoned = 499, True, "disconnect"
             if done.log_prompts:
                 done.trace.completion = "".join(texts)
             await done.finish()

@@ -11,10 +11,11 @@ from typing import Any, TypeVar
 
 import orjson
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from service.canonical import GenerationRequest
 from service.config.tenancy import InputLimits
-from service.errors import InvalidParam, InvalidRequest, PayloadTooLarge
+from service.errors import MAX_ECHO, InvalidParam, InvalidRequest, PayloadTooLarge, echo
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -63,15 +64,24 @@ def _depth(value: Any, limit: int) -> int:
 
 
 def _to_invalid_param(exc: ValidationError) -> InvalidParam:
-    error = exc.errors(include_url=False)[0]
-    loc = ".".join(str(part) for part in error["loc"] if not str(part).startswith("function-"))
-    if error["type"] == "extra_forbidden":
-        return InvalidParam(f"unknown parameter `{loc}`: remove it (see GET /v1/models and the README "
-                            "for the parameters jumpgate accepts)", param=loc)
-    given = _short(error.get("input"))
-    return InvalidParam(f"`{loc}`: {error['msg']}; got {given}", param=loc or None)
+    """Every problem pydantic found, named: all unknown fields at once, then the first wrong value with the
+    type or range it must have. Client-sent names and values are echoed cut (`echo`)."""
+    errors = exc.errors(include_url=False)
+    unknown = [_loc(e) for e in errors if e["type"] == "extra_forbidden"]
+    if unknown:
+        names = ", ".join(f"`{echo_name(n)}`" for n in unknown[:10]) + (" ..." if len(unknown) > 10 else "")
+        return InvalidParam(f"unknown parameter{'s' if len(unknown) > 1 else ''} {names}: remove "
+                            f"{'them' if len(unknown) > 1 else 'it'} (see the README for the parameters jumpgate "
+                            "accepts)", param=echo_name(unknown[0]))
+    error = errors[0]
+    loc = echo_name(_loc(error))
+    more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+    return InvalidParam(f"`{loc}`: {error['msg']}; got {echo(error.get('input'))}{more}", param=loc or None)
 
 
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+def _loc(error: ErrorDetails) -> str:
+    return ".".join(str(part) for part in error["loc"] if not str(part).startswith("function-"))
+
+
+def echo_name(name: str) -> str:
+    return name if len(name) <= MAX_ECHO else name[: MAX_ECHO - 3] + "..."

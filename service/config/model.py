@@ -22,6 +22,7 @@ from service.canonical import SamplingParams
 from service.config.container import ContainerConfig
 from service.config.problems import ConfigError, Problem, expand_env, key_path
 from service.config.resilience import ResilienceConfig, ShadowConfig, ShadowLogConfig
+from service.config.server import CorsConfig, MetricsConfig, ServerConfig
 from service.config.tenancy import AuthConfig, InputLimits, LoggingConfig, RateLimitConfig
 from service.prompts import templates
 from service.telemetry import cost
@@ -211,6 +212,9 @@ class Config(BaseModel):
     rate_limits: RateLimitConfig = RateLimitConfig()
     input_limits: InputLimits = InputLimits()
     logging: LoggingConfig = LoggingConfig()
+    server: ServerConfig = ServerConfig()
+    cors: CorsConfig = CorsConfig()
+    metrics: MetricsConfig = MetricsConfig()
 
     @model_validator(mode="after")
     def _cross_checks(self, info: ValidationInfo) -> Config:

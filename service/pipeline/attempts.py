@@ -21,7 +21,14 @@ from dataclasses import replace
 from typing import Protocol, TypeVar
 
 from service.config.resilience import ResilienceConfig
-from service.errors import EndpointAtCapacity, UpstreamError, UpstreamUnavailable
+from service.errors import (
+    DeadlineExceeded,
+    EndpointAtCapacity,
+    UpstreamError,
+    UpstreamThrottled,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from service.pipeline.capacity import Fleet
 from service.pipeline.catalog import Endpoint
 from service.pipeline.results import CallResult
@@ -31,6 +38,9 @@ from service.transport.base import Payload, Target, Transport
 from service.transport.retry import RetryPolicy, call_with_retries
 
 T = TypeVar("T")
+
+#: how a client can allow a request more time, for deadline messages
+TIMEOUT_HINT = "header x-jumpgate-timeout-s, up to resilience.request_timeout_s"
 
 
 class Candidate(Protocol):
@@ -100,9 +110,12 @@ class Attempts:
             slots.release()
             gauge.dec()
 
-    async def retrying(self, ep: Endpoint, attempt: Callable[[], Awaitable[T]], *, last: bool = True) -> tuple[T, int]:
+    async def retrying(self, ep: Endpoint, attempt: Callable[[], Awaitable[T]], *, last: bool = True,
+                       deadline_cut: bool = False) -> tuple[T, int]:
         """Retry `attempt` on one endpoint: only the last candidate retries (others fall back at once), and only
-        within the endpoint's retry budget. Counts failed attempts and retries; feeds the breaker."""
+        within the endpoint's retry budget. Counts failed attempts and retries; feeds the breaker and the
+        throttling tracker. With `deadline_cut` (the call's timeout was shortened to the request's remaining
+        deadline), a timeout is the request's deadline, not the endpoint's failure."""
         state = self.fleet[ep.id]
         state.budget.on_request()
         policy = self.retry if last else RetryPolicy(max_attempts=1)
@@ -110,12 +123,19 @@ class Attempts:
         async def counted() -> T:
             try:
                 result = await attempt()
+            except UpstreamTimeout as exc:
+                if not deadline_cut:
+                    self._failed(ep, exc)
+                    raise
+                raise DeadlineExceeded(f"the request's deadline ran out while waiting for endpoint '{ep.id}'; "
+                                       f"allow more time ({TIMEOUT_HINT})") from exc
             except UpstreamError as exc:
-                self.metrics.upstream_errors.labels(ep.id, exc.kind).inc()
-                if exc.opens_circuit:
-                    state.breaker.record(failed=True)
+                self._failed(ep, exc)
                 raise
             state.breaker.record(failed=False)
+            if state.throttling.streak:
+                state.throttling.record(throttled=False)
+                self.metrics.throttle_streak.labels(ep.id).set(0)
             return result
 
         def retried(exc: UpstreamError, _: int) -> None:
@@ -127,26 +147,43 @@ class Attempts:
 
         return await call_with_retries(counted, policy, on_retry=retried)
 
+    def _failed(self, ep: Endpoint, exc: UpstreamError) -> None:
+        state = self.fleet[ep.id]
+        self.metrics.upstream_errors.labels(ep.id, exc.kind).inc()
+        if exc.opens_circuit:
+            state.breaker.record(failed=True)
+        if isinstance(exc, UpstreamThrottled):
+            state.throttling.record(throttled=True)
+            self.metrics.throttle_streak.labels(ep.id).set(state.throttling.streak)
+
     def stream_broke(self, ep: Endpoint, exc: UpstreamError) -> None:
         """A stream that opened failed midway: the breaker hears of it (retries are over for a stream)."""
         if exc.opens_circuit:
             self.fleet[ep.id].breaker.record(failed=True)
 
-    async def call(self, ep: Endpoint, payload: Payload, *, last: bool = True,
-                   deadline: float | None = None) -> CallResult:
-        """One upstream call: a slot, retries under policy and budget, breaker bookkeeping."""
+    async def call(self, ep: Endpoint, payload: Payload, *, last: bool = True, deadline: float | None = None,
+                   trace: Trace | None = None) -> CallResult:
+        """One upstream call: a slot, retries under policy and budget, breaker bookkeeping. The time the endpoint
+        was held is added to the trace however the call ends, so a failed or abandoned request is charged too."""
         async with self.slot(ep, wait=last, deadline=deadline):
             started = self.clock()  # after the slot wait: cost is attributed for the time the endpoint was held
             target = self.target_for(ep, deadline)
-            raw, attempts = await self.retrying(ep, lambda: self.transport.invoke(target, payload), last=last)
-        return CallResult(raw, attempts, self.clock() - started)
+            try:
+                raw, attempts = await self.retrying(ep, lambda: self.transport.invoke(target, payload), last=last,
+                                                    deadline_cut=target is not ep.target)
+            finally:
+                held = self.clock() - started
+                if trace is not None:
+                    trace.upstream_seconds += held
+        return CallResult(raw, attempts, held)
 
-    async def calls(self, ep: Endpoint, payloads: Sequence[Payload], *, last: bool,
-                    deadline: float | None) -> list[CallResult]:
+    async def calls(self, ep: Endpoint, payloads: Sequence[Payload], *, last: bool, deadline: float | None,
+                    trace: Trace | None = None) -> list[CallResult]:
         """The calls of one plan: usually one (no task then), several concurrently for fanned-out n."""
         if len(payloads) == 1:
-            return [await self.call(ep, payloads[0], last=last, deadline=deadline)]
-        return list(await asyncio.gather(*(self.call(ep, p, last=last, deadline=deadline) for p in payloads)))
+            return [await self.call(ep, payloads[0], last=last, deadline=deadline, trace=trace)]
+        return list(await asyncio.gather(*(self.call(ep, p, last=last, deadline=deadline, trace=trace)
+                                           for p in payloads)))
 
     # --- across candidates ----------------------------------------------------------------------------
     async def failover(self, plans: Sequence[P], attempt: Callable[[P, bool], Awaitable[T]], trace: Trace,

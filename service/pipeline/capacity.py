@@ -165,6 +165,35 @@ class RetryBudget:
         self.last = now
 
 
+class Throttling:
+    """Recent throttling by the endpoint (ThrottlingException, ModelNotReady, 429): load, not ill health, so it
+    never opens the circuit, but routing tries a throttling endpoint after its siblings while it cools down.
+
+    Each throttle in a row doubles the cooldown (`base_s`, 2 x, 4 x ... up to `max_s`); when it has passed, the
+    endpoint takes its normal place again, so the first request after it probes whether the throttling is over;
+    a success ends the streak at once."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic, base_s: float = 1.0, max_s: float = 30.0) -> None:
+        self.clock = clock
+        self.base_s = base_s
+        self.max_s = max_s
+        self.streak = 0
+        self.until = 0.0
+
+    def record(self, *, throttled: bool) -> None:
+        if not throttled:
+            self.streak = 0
+            return
+        self.streak += 1
+        self.until = self.clock() + min(self.max_s, self.base_s * 2.0 ** (self.streak - 1))
+
+    def cooling(self) -> bool:
+        return self.streak > 0 and self.clock() < self.until
+
+    def remaining_s(self) -> float:
+        return max(0.0, self.until - self.clock()) if self.streak else 0.0
+
+
 class EndpointState:
     """The live state of one endpoint: kept across config reloads while the endpoint id stays."""
 
@@ -172,11 +201,13 @@ class EndpointState:
         self.slots = Slots(max_concurrency, max_wait_s)
         self.breaker = Breaker(cfg.breaker)
         self.budget = RetryBudget(cfg.retry_budget_ratio, cfg.retry_budget_min_per_s)
+        self.throttling = Throttling()
 
     def status(self) -> dict[str, object]:
         return {"circuit": self.breaker.state.value, "in_flight": self.slots.in_use, "waiting": self.slots.waiting,
                 "max_concurrency": self.slots.limit, "consecutive_failures": self.breaker.consecutive,
-                "retry_budget": round(self.budget.tokens, 2)}
+                "retry_budget": round(self.budget.tokens, 2), "throttle_streak": self.throttling.streak,
+                "throttle_cooldown_s": round(self.throttling.remaining_s(), 3)}
 
 
 class Fleet:

@@ -14,7 +14,7 @@ from service.adapters.params import Policy
 from service.canonical import SamplingParams
 from service.config.model import DEFAULT_MAX_NEW_TOKENS, Config, EndpointConfig, ModelConfig
 from service.config.resilience import ShadowConfig
-from service.errors import ModelNotFound
+from service.errors import ModelNotFound, echo
 from service.pipeline.tokens import ESTIMATE, LocalTokenizer, TokenCounter
 from service.prompts.render import PromptSpec
 from service.telemetry import cost
@@ -61,7 +61,7 @@ class Catalog:
             return self.models[name]
         except KeyError:
             known = ", ".join(sorted(self.models))
-            raise ModelNotFound(f"model '{name}' does not exist; available models: {known}",
+            raise ModelNotFound(f"model {echo(name)} does not exist; available models: {known}",
                                 param="model") from None
 
 

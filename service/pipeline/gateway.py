@@ -14,11 +14,11 @@ from collections.abc import Sequence
 
 from service.canonical import Generation, GenerationRequest, StreamFinal, Usage
 from service.config.resilience import ResilienceConfig
-from service.errors import UpstreamTimeout
-from service.pipeline.attempts import Attempts
+from service.errors import DeadlineExceeded
+from service.pipeline.attempts import TIMEOUT_HINT, Attempts
 from service.pipeline.catalog import Catalog, Endpoint, Model
 from service.pipeline.plan import Plan, plan_request
-from service.pipeline.results import CallResult, answer
+from service.pipeline.results import CallResult, answer, attributed_cost, unfinished_usage
 from service.pipeline.shadow import ShadowRunner, ShadowSample
 from service.pipeline.streaming import GatewayStream, OnFinal, open_stream
 from service.telemetry.trace import Trace
@@ -51,11 +51,16 @@ class Gateway:
         try:
             async with asyncio.timeout_at(self.attempts.loop_time(deadline)):
                 plan, results = await self.attempts.failover(
-                    plans, lambda p, last: self.attempts.calls(p.endpoint, p.payloads, last=last, deadline=deadline),
+                    plans, lambda p, last: self.attempts.calls(p.endpoint, p.payloads, last=last, deadline=deadline,
+                                                               trace=trace),
                     trace)
         except TimeoutError:
-            raise UpstreamTimeout(f"the request did not finish within its deadline of "
-                                  f"{deadline - started:.1f}s") from None
+            _charge_unanswered(plans, trace)
+            raise DeadlineExceeded(f"the request did not finish within its deadline of {deadline - started:.1f}s; "
+                                   f"allow more time ({TIMEOUT_HINT})") from None
+        except BaseException:
+            _charge_unanswered(plans, trace)
+            raise
         gen = _answer(plan, results, clock() - started)
         trace.upstream_seconds, trace.usage, trace.cost_usd = gen.upstream_seconds, gen.usage, gen.cost_usd
         self._offer_shadow(req, model, gen.endpoint, tuple(c.text for c in gen.choices), clock() - started, gen.usage)
@@ -90,6 +95,16 @@ class Gateway:
         shadow_ep = self._catalog.endpoints.get(model.shadow.endpoint)
         if shadow_ep is not None:
             self.shadow.offer(ShadowSample(req, model, shadow_ep, primary, texts, latency_s, usage))
+
+
+def _charge_unanswered(plans: Sequence[Plan], trace: Trace) -> None:
+    """A request that held an endpoint and got no answer (failure, deadline, cancellation) still consumed the
+    prompt and the endpoint's time: both are charged (usage source: the endpoint's counter)."""
+    if trace.upstream_seconds <= 0:
+        return
+    plan = next((p for p in plans if p.endpoint.id == trace.endpoint), None)
+    if plan is not None:
+        trace.usage, trace.cost_usd = unfinished_usage(plan, ""), attributed_cost(plan.endpoint, trace.upstream_seconds)
 
 
 def _answer(plan: Plan, results: Sequence[CallResult], total_s: float) -> Generation:

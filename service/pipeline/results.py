@@ -8,8 +8,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from service.canonical import Choice, Decoded, FinishReason, Generation, SamplingParams
+from service.canonical import Choice, Decoded, FinishReason, Generation, SamplingParams, Usage
 from service.pipeline.catalog import Endpoint
+from service.pipeline.plan import Plan
 from service.pipeline.stops import cut_at_stop
 from service.pipeline.tokens import TokenCounter, resolve_usage
 from service.transport.base import RawResponse
@@ -52,6 +53,13 @@ def answer(ep: Endpoint, params: SamplingParams, prompt_text: str, decoded: Sequ
     return Generation(choices=choices, usage=usage, endpoint=ep.id, attempts=max(r.attempts for r in results),
                       dropped_params=dropped, upstream_seconds=upstream, cost_usd=attributed_cost(ep, upstream),
                       timings={"total_s": total_s, "upstream_s": upstream})
+
+
+def unfinished_usage(plan: Plan, generated: str) -> Usage:
+    """What a request that ended without its final answer consumed: the prompt, and what was generated (relayed)
+    so far, counted with the endpoint's counter (the backend's counts never arrived)."""
+    return resolve_usage(Decoded(()), plan.prompt_text, [generated], plan.endpoint.counter,
+                         plan.params.max_new_tokens)
 
 
 def merge(decoded: Sequence[Decoded]) -> Decoded:

@@ -3,7 +3,8 @@
 An endpoint is dropped when it cannot serve the request: the estimated prompt plus max_new_tokens over
 its `context_length` (Inferentia2 endpoints compiled for a fixed n_positions cut an over-long prompt
 silently instead of rejecting it, wire-formats.md 3.6); a non-neutral parameter it does not support;
-an open circuit. The rest come in weighted random order, endpoints with a free slot first. When none is
+an open circuit. The rest come in weighted random order, endpoints cooling down from throttling last (see
+`capacity.Throttling`), endpoints with a free slot first. When none is
 left: 503 with Retry-After if health removed some, otherwise the 400 that says why (budget and count,
 or the unsupported parameter).
 """
@@ -47,7 +48,11 @@ def candidates(model: Model, req: GenerationRequest, params: SamplingParams, fle
     if not fitting:
         raise _none_left(model, refusals, unhealthy)
     ordered = _weighted_order(fitting, rng)
-    return sorted(ordered, key=lambda c: not fleet[c.endpoint.id].slots.free())  # stable: free ones first
+    if len(ordered) == 1:
+        return ordered
+    # stable: endpoints that are not cooling down from throttling first, then those with a free slot
+    return sorted(ordered, key=lambda c: (fleet[c.endpoint.id].throttling.cooling(),
+                                          not fleet[c.endpoint.id].slots.free()))
 
 
 def build_candidate(model: Model, ep: Endpoint, weight: float, req: GenerationRequest,

@@ -19,7 +19,7 @@ from service.errors import InvalidParam, UpstreamError, UpstreamStreamError
 from service.pipeline.attempts import Attempts
 from service.pipeline.catalog import Endpoint
 from service.pipeline.plan import Plan
-from service.pipeline.results import attributed_cost, resolve_finish
+from service.pipeline.results import attributed_cost, resolve_finish, unfinished_usage
 from service.pipeline.stops import StopScanner
 from service.pipeline.tokens import resolve_usage
 from service.telemetry.trace import Trace
@@ -51,6 +51,8 @@ class GatewayStream:
     resources: AsyncExitStack  # the upstream response and the endpoint slot, released by aclose()
     timings: StreamTimings = field(default_factory=StreamTimings)
     on_final: OnFinal | None = None
+    generated: list[str] = field(default_factory=list)  # the upstream's text so far (stop text included)
+    final: StreamFinal | None = None
 
     @property
     def endpoint(self) -> Endpoint:
@@ -60,7 +62,7 @@ class GatewayStream:
         """The deltas, then one StreamFinal, in batches: what one upstream read delivered travels together, so
         the client gets one write per read instead of one per token (nothing waits for a batch to fill)."""
         scanner = StopScanner(self.plan.params.stop)
-        texts: list[str] = []
+        texts = self.generated
         end: StreamEnd | None = None
         source = self._checked_source()
         out: list[TokenDelta | StreamFinal] = []
@@ -94,7 +96,7 @@ class GatewayStream:
                 self._mark_token()
                 out.append(TokenDelta(tail))
         text = "".join(texts)
-        final = self._final(end, text, scanner.stopped)
+        final = self.final = self._final(end, text, scanner.stopped)
         if self.on_final is not None:
             self.on_final(self.endpoint, text, final)
         out.append(final)  # what the last read delivered goes out with the final event
@@ -119,6 +121,15 @@ class GatewayStream:
             await self.resources.aclose()  # the upstream response first, then the slot
         finally:
             self._fill_trace()
+
+    def charge_unfinished(self) -> None:
+        """A stream that ended without its final event (client gone, failure, drain) is charged for what it
+        consumed: the prompt, the text generated so far, the time it held the endpoint."""
+        if self.final is not None:
+            return
+        seconds = (self.timings.ended or self.mechanics.clock()) - self.timings.opened
+        self.trace.usage = unfinished_usage(self.plan, "".join(self.generated))
+        self.trace.cost_usd = attributed_cost(self.endpoint, seconds)
 
     def _fill_trace(self) -> None:
         t, tm = self.trace, self.timings
@@ -159,7 +170,7 @@ async def open_stream(mechanics: Attempts, req: GenerationRequest, plans: Sequen
         resources = AsyncExitStack()
         adapter = ep.adapter
         if not streams(adapter):
-            result = await mechanics.call(ep, plan.payloads[0], last=last, deadline=deadline)
+            result = await mechanics.call(ep, plan.payloads[0], last=last, deadline=deadline, trace=trace)
             source = _replay(adapter.decode(result.raw))
             return GatewayStream(plan, result.attempts, source, mechanics, trace, resources,
                                  StreamTimings(opened), on_final)
@@ -167,7 +178,8 @@ async def open_stream(mechanics: Attempts, req: GenerationRequest, plans: Sequen
             await opening.enter_async_context(mechanics.slot(ep, wait=last, deadline=deadline))
             target = mechanics.target_for(ep, deadline)
             (parts, first), attempts = await mechanics.retrying(
-                ep, lambda: _open(mechanics.transport, target, plan.payloads[0]), last=last)
+                ep, lambda: _open(mechanics.transport, target, plan.payloads[0]), last=last,
+                deadline_cut=target is not ep.target)
             opening.push_async_callback(parts.aclose)
             resources = opening.pop_all()  # opened: the stream now owns the slot and the response
         return GatewayStream(plan, attempts, _decode(adapter.stream_decoder(), first, parts), mechanics, trace,

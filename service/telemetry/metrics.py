@@ -89,6 +89,12 @@ class Metrics:
                                       registry=r)
         self.rejected = Counter("jumpgate_rejected", "Requests refused by the gateway", ["model", "reason"],
                                 registry=r)
+        self.abandoned = Counter("jumpgate_abandoned", "Requests ended by their own side, not the endpoint's: the "
+                                 "request deadline, a client disconnect, the drain deadline", ["model", "endpoint",
+                                                                                               "reason"], registry=r)
+        self.throttle_streak = Gauge("jumpgate_endpoint_throttle_streak", "Throttles in a row (0: not throttling); "
+                                     "while > 0 routing tries the endpoint after its siblings", ["endpoint"],
+                                     registry=r, multiprocess_mode="max")
 
     def exposition(self) -> bytes:
         """The text for GET /metrics. With `jumpgate serve --workers N` every worker writes its samples to
@@ -119,6 +125,8 @@ class Metrics:
         child(self.request_duration, t.model, t.endpoint, t.api, "true" if t.stream else "false").observe(total)
         if t.rejected is not None:
             child(self.rejected, t.model, t.rejected).inc()
+        if t.abandoned is not None:
+            child(self.abandoned, t.model, t.endpoint, t.abandoned).inc()
         if t.endpoint == "none":
             return
         child(self.upstream_duration, t.endpoint, t.schema, t.accelerator).observe(t.upstream_seconds)

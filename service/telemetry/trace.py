@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from service.canonical import Usage
 from service.errors import GatewayError
 
+#: error codes of requests ended by their own side, and the reason label they are counted under
+ABANDONED = {"deadline_exceeded": "deadline", "server_shutting_down": "drain"}
 UNKNOWN = "unknown"  # label value for a model that is not configured (keeps label values bounded)
 NONE = "none"        # label value when no endpoint was chosen
 
@@ -33,6 +35,7 @@ class Trace:
     usage: Usage | None = None
     cost_usd: float = 0.0
     disconnected: bool = False
+    abandoned: str | None = None    # deadline | disconnect | drain: ended by its own side, not the endpoint
     finished: float | None = None
     request_id: str = "-"
     prompt: str | None = None       # only filled when logging.log_prompts is on
@@ -41,4 +44,6 @@ class Trace:
     def note_error(self, err: GatewayError) -> None:
         self.status, self.error = err.status, err.code
         if err.client_fault:
-            self.rejected = err.code  # refused by the gateway itself, before or instead of an upstream call
+            self.rejected = err.code
+        elif err.code in ABANDONED:
+            self.abandoned = ABANDONED[err.code]  # refused by the gateway itself, before or instead of an upstream call

@@ -45,8 +45,7 @@ def test_wrong_method_is_a_405_naming_the_allowed_one(gateway_url: str, method: 
 def test_a_trailing_slash_is_not_redirected(gateway_url: str, path: str) -> None:
     body = {"model": "llama3-8b", "messages": [{"role": "user", "content": "Hi"}]}
     for method in ("GET", "POST"):
-        resp = httpx.request(method, gateway_url + path, json=body, headers={"host": "evil.example"},
-                             follow_redirects=False)
+        resp = httpx.request(method, gateway_url + path, json=body, follow_redirects=False)
         assert "location" not in resp.headers
         assert_openai_error(resp, 404, "not_found")
 

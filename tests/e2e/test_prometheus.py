@@ -81,12 +81,18 @@ def chat(client: OpenAI, model: str, usage: Usage, sources: dict[str, str], *, s
 
 
 def fail_once(client: OpenAI, sim_url: str, usage: Usage) -> None:
+    """One request the container fails. It held the endpoint, so its prompt is charged (the same count as the
+    prompt of a request that succeeds with the same messages, measured first), and no completion."""
+    before = usage.tokens["prompt"]
+    chat(client, FAILING, usage, {}, stream=False, max_tokens=4)
+    prompt = usage.tokens["prompt"] - before
     fault = {"endpoint": "jumpgate-demo-flan-t5-xl", "error_next": 1, "error_kind": "model", "error_status": 500}
     httpx.post(sim_url + "/_sim/faults", json=fault).raise_for_status()
     with pytest.raises(openai.InternalServerError):
-        client.chat.completions.create(model=FAILING, messages=MESSAGES, max_tokens=4)
+        client.chat.completions.create(model=FAILING, messages=MESSAGES, max_tokens=4, temperature=0)
     usage.requests += 1
     usage.failed += 1
+    usage.tokens["prompt"] += prompt
 
 
 def counts_seen(prom: PromAPI) -> dict[tuple[str, ...], float]:

@@ -49,7 +49,7 @@ async def test_a_middleware_added_to_the_app_runs_on_the_fast_path(route: object
         {"model": "llama3-8b", "prompt": "Hi"} if path == "/v1/completions" else {"model": "llama3-8b", "inputs": "Hi"}
     app = app_with_stamp()
     Stamp.seen.clear()
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as client:
         ok = await client.post(path, json=body)
         refused = await client.post(path, json={"model": "nope"})
     assert ok.status_code == 200 and ok.headers["x-stamp"] == "added-later" and ok.headers["x-request-id"]

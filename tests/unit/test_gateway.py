@@ -28,7 +28,7 @@ def make_client() -> Callable[[Handler], Any]:
     def make(handler: Handler) -> tuple[httpx.AsyncClient, FakeTransport]:
         fake = FakeTransport(handler)
         app = create_app(parse_config(demo_config_data("http://sim.invalid"), source="<test>"), transport=fake)
-        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app, raise_app_exceptions=False), base_url="http://gw")
+        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app, raise_app_exceptions=False), base_url="http://localhost")
         clients.append(client)
         return client, fake
 
@@ -210,7 +210,7 @@ def storm_on_a(target: Target, payload: Payload) -> Any:
 async def test_a_spent_retry_budget_never_stops_fallback_in_a_long_storm() -> None:
     fake = FakeTransport(storm_on_a)
     app = create_app(parse_config(two_endpoint_config(), source="t"), transport=fake)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as client:
         codes = [(await client.post("/v1/chat/completions", json=chat("m"))).status_code for _ in range(300)]
     assert codes == [200] * 300  # far more requests than the budget's capacity of retries
 
@@ -219,7 +219,7 @@ async def test_an_empty_retry_budget_means_one_attempt_on_a_lone_endpoint() -> N
     fake = FakeTransport(storm_on_a)
     app = create_app(parse_config(two_endpoint_config(), source="t"), transport=fake)
     app.state.jumpgate.fleet["a"].budget.tokens = 0.0
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as client:
         resp = await client.post("/v1/chat/completions", json=chat("solo"))
     assert resp.status_code == 429 and len(fake.calls) == 1
 
@@ -241,7 +241,7 @@ async def _body_writes(app: Any, body: dict[str, Any]) -> list[bytes]:
 
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
              "path": "/v1/chat/completions", "raw_path": b"/v1/chat/completions", "query_string": b"",
-             "root_path": "", "headers": [(b"content-type", b"application/json"),
+             "root_path": "", "headers": [(b"host", b"127.0.0.1:2"), (b"content-type", b"application/json"),
                                           (b"content-length", str(len(raw)).encode())],
              "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 2)}
     await app(scope, receive, send)

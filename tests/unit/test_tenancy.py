@@ -104,7 +104,7 @@ def app_client(**extra: Any) -> httpx.AsyncClient:
     body = orjson.dumps([{"generated_text": "hi", "details": {"finish_reason": "length", "generated_tokens": 1}}])
     app = create_app(parse_config(data, source="t"),
                      transport=FakeTransport(lambda t, p: RawResponse(body, "application/json")))
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app, raise_app_exceptions=False), base_url="http://gw")
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app, raise_app_exceptions=False), base_url="http://localhost")
 
 
 AUTH = {"auth": {"tenants": {"team-a": {"api_key_sha256": [sha(KEY_A)], "models": ["llama3-8b"],
