@@ -6,6 +6,8 @@ import asyncio
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
+from types import FrameType
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
@@ -22,8 +24,10 @@ from service.api.routes import GENERATION_ROUTES, TIMEOUT_HEADER, Handler, route
 from service.config.model import Config
 from service.config.server import ServerConfig
 from service.errors import GatewayError
+from service.protocol import protocol_settings
 from service.runtime import AppState, build_state
 from service.telemetry.metrics import Metrics
+from service.telemetry.scrape import serve_metrics
 from service.transport.base import Transport
 
 
@@ -36,11 +40,16 @@ def create_app(config: Config, *, transport: Transport | None = None, metrics: M
                         credentials_ready=credentials_ready or (lambda: True), config_path=config_path)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         loop = asyncio.get_running_loop()
         if config_path is not None:
             loop.add_signal_handler(signal.SIGHUP, state.reload)
-        yield
+        restore = _on_shutdown_signal(lambda: loop.call_soon_threadsafe(state.begin_drain, loop))
+        listen = state.settings.config.metrics.address()
+        stop_metrics = serve_metrics(state.metrics, listen) if listen else (lambda: None)
+        yield protocol_settings(lambda: state.settings.config.server)  # read by service.protocol per connection
+        stop_metrics()
+        restore()
         if config_path is not None:
             loop.remove_signal_handler(signal.SIGHUP)
         await state.shadow.drain(state.settings.config.resilience.drain_s)
@@ -56,6 +65,29 @@ def create_app(config: Config, *, transport: Transport | None = None, metrics: M
     install_error_handlers(app)
     _install_middleware(app, state)
     return app
+
+
+def _on_shutdown_signal(callback: Callable[[], object]) -> Callable[[], None]:
+    """Run `callback` on SIGTERM / SIGINT, then the server's own handler (uvicorn's graceful shutdown, installed
+    before the app's start-up). Returns what puts the previous handlers back."""
+    replaced: dict[int, Callable[..., object]] = {}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(sig)
+        if not callable(previous):
+            continue  # not served by a server that handles the signal (tests, tools): nothing to chain
+        replaced[sig] = previous
+
+        def handler(signum: int, frame: FrameType | None, previous: Callable[..., object] = previous) -> None:
+            callback()
+            previous(signum, frame)
+
+        signal.signal(sig, handler)
+
+    def restore() -> None:
+        for sig, previous in replaced.items():
+            signal.signal(sig, previous)
+
+    return restore
 
 
 def _install_middleware(app: FastAPI, state: AppState) -> None:

@@ -16,7 +16,7 @@
     ├── InternalError                  500     server_error
     ├── NoEndpointAvailable            503     service_unavailable
     ├── NotReady                       503     service_unavailable    (readiness: credentials missing)
-    ├── ServerShuttingDown             503     service_unavailable    (a stream cut at the drain deadline)
+    ├── ServerShuttingDown             503     server_shutting_down   (a stream cut at the drain deadline)
     ├── DeadlineExceeded               504     timeout_error          (the request's deadline, not the endpoint)
     └── UpstreamError                  502     upstream_error
         ├── EndpointAtCapacity         429     rate_limit_error       yes        no   (all slots busy)
@@ -176,7 +176,7 @@ class NotReady(GatewayError):
 
 class ServerShuttingDown(GatewayError):
     status = 503
-    type = "service_unavailable"
+    type = "server_shutting_down"
     code = "server_shutting_down"
 
 

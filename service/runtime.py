@@ -7,6 +7,7 @@ resolves to, swapped whole by `AppState.apply` at start-up and on every SIGHUP r
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -61,6 +62,7 @@ class AppState:
         self.shadow = ShadowRunner(attempts, metrics, config.shadow_log)
         self.gateway = Gateway(settings.catalog, attempts, shadow=self.shadow)
         self.settings = settings
+        self._drain_timer: asyncio.TimerHandle | None = None
         self.apply(settings)
 
     # --- what the api reads ---------------------------------------------------------------------------
@@ -79,6 +81,14 @@ class AppState:
     @property
     def fleet(self) -> Fleet:
         return self.gateway.attempts.fleet
+
+    def begin_drain(self, loop: asyncio.AbstractEventLoop) -> None:
+        """SIGTERM: uvicorn stops accepting and waits for requests in flight; streams still open at drain_s are
+        cut with a shutting-down error event (uvicorn's own hard limit is set a little later, cli.DRAIN_GRACE_S)."""
+        if self._drain_timer is None:
+            drain_s = self.settings.config.resilience.drain_s
+            log.info("draining: requests in flight may finish for %gs", drain_s)
+            self._drain_timer = loop.call_later(drain_s, self.gateway.attempts.cut_streams)
 
     # --- config ---------------------------------------------------------------------------------------
     def apply(self, settings: Settings) -> None:

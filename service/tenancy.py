@@ -78,6 +78,20 @@ class Authenticator:
         return sorted(m for m in models if tenant.models is None or m in tenant.models)
 
 
+def check_scrape_token(authorization: str | None, digests: list[str]) -> None:
+    """With API keys on, /metrics on the API port shows tenants and their costs: only a scrape token may read it."""
+    if not digests:
+        raise PermissionDenied("/metrics is closed on the API port while API keys are on: set metrics.listen (a "
+                               "listener of its own) or metrics.scrape_token_sha256 (a bearer token for scrapes)")
+    scheme, _, token = (authorization or "").partition(" ")
+    given = hashlib.sha256(token.strip().encode()).digest()
+    matched = False
+    for digest in digests:  # no early exit: timing says nothing about which digest was close
+        matched |= hmac.compare_digest(given, bytes.fromhex(digest))
+    if scheme.lower() != "bearer" or not matched:
+        raise AuthenticationError("scraping /metrics needs Authorization: Bearer <scrape token>")
+
+
 class Limiter(Protocol):
     async def admit(self, tenant: Tenant) -> None:
         """Raise RateLimited (429, with retry_after) when the tenant is over a limit or its budget."""

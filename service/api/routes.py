@@ -21,9 +21,9 @@ from service.api.openai_models import ChatCompletionRequest, CompletionRequest, 
 from service.api.sse import sse_frames
 from service.api.wire import check_size, parse_body
 from service.canonical import Api, Generation, GenerationRequest
-from service.errors import GatewayError, InvalidRequest, NotReady
+from service.errors import GatewayError, InvalidRequest, NotReady, RouteNotFound
 from service.telemetry.trace import Trace
-from service.tenancy import Tenant
+from service.tenancy import Tenant, check_scrape_token
 
 router = APIRouter(redirect_slashes=False)
 
@@ -145,7 +145,14 @@ async def models(request: Request) -> render.JSONResponse:
 
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
-    return Response(state_of(request).metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+    """On the API port only when no `metrics.listen` is set; with API keys on, only for a scrape token."""
+    state = state_of(request)
+    cfg = state.settings.config.metrics
+    if cfg.listen:
+        raise RouteNotFound(f"/metrics is served on the metrics listener ({cfg.listen}), not on the API port")
+    if state.auth.enabled:
+        check_scrape_token(request.headers.get("authorization"), cfg.scrape_token_sha256)
+    return Response(state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/admin/status")

@@ -24,6 +24,7 @@ from service.config.resilience import ResilienceConfig
 from service.errors import (
     DeadlineExceeded,
     EndpointAtCapacity,
+    ServerShuttingDown,
     UpstreamError,
     UpstreamThrottled,
     UpstreamTimeout,
@@ -60,6 +61,8 @@ class Attempts:
         self.fleet = fleet
         self.metrics = metrics
         self.clock = clock
+        #: set at the drain deadline: streams still open end with it at their next upstream read
+        self.cut: ServerShuttingDown | None = None
         self.configure(resilience)
 
     def configure(self, resilience: ResilienceConfig) -> None:
@@ -67,6 +70,11 @@ class Attempts:
         self.request_timeout_s = resilience.request_timeout_s
         self.retry = RetryPolicy(max_attempts=resilience.max_attempts)
         self.drain_s = resilience.drain_s
+
+    def cut_streams(self) -> None:
+        """The drain deadline passed: every stream still relaying ends with a shutting-down error event."""
+        self.cut = ServerShuttingDown("the server is shutting down and this stream was cut at its drain deadline; "
+                                      "send the request again (another replica will answer)", retry_after=1.0)
 
     # --- deadlines ------------------------------------------------------------------------------------
     def deadline(self, client_timeout_s: float | None) -> float:

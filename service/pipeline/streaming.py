@@ -68,6 +68,8 @@ class GatewayStream:
         out: list[TokenDelta | StreamFinal] = []
         try:
             async for batch in source:
+                if self.mechanics.cut is not None:
+                    raise self.mechanics.cut
                 for event in batch:
                     if isinstance(event, StreamEnd):
                         end = event

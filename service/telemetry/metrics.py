@@ -99,11 +99,14 @@ class Metrics:
     def exposition(self) -> bytes:
         """The text for GET /metrics. With `jumpgate serve --workers N` every worker writes its samples to
         PROMETHEUS_MULTIPROC_DIR and any worker answers the scrape with all of them added up."""
+        return generate_latest(self.scrape_registry())
+
+    def scrape_registry(self) -> CollectorRegistry:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # untyped upstream
-            return generate_latest(registry)
-        return generate_latest(self.registry)
+            return registry
+        return self.registry
 
     def describe(self, endpoints: Iterable[EndpointSeries], routes: Iterable[RouteSeries]) -> None:
         """Set the price gauges and create every configured series at zero before traffic: a counter series

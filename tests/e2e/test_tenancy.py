@@ -31,6 +31,9 @@ def sha(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+SCRAPE_TOKEN = "prometheus-scrape-token"
+
+
 def config(runtime_url: str, redis_url: str, failure_mode: str = "closed") -> dict[str, Any]:
     data = demo_config_data(runtime_url)
     data["auth"] = {"tenants": {
@@ -39,6 +42,7 @@ def config(runtime_url: str, redis_url: str, failure_mode: str = "closed") -> di
         "team-c": {"api_key_sha256": [sha(KEY_C)]},
     }}
     data["rate_limits"] = {"backend": "redis", "redis_url": redis_url, "failure_mode": failure_mode}
+    data["metrics"] = {"scrape_token_sha256": [sha(SCRAPE_TOKEN)]}
     return data
 
 
@@ -122,7 +126,8 @@ def test_redis_unreachable_fails_closed_or_open_as_configured(stack: Stack) -> N
         assert chat(opened.url, KEY_A).status_code == 200
         for proc, mode in ((closed, "closed"), (opened, "open")):
             assert f"failure_mode {mode}" in proc.output_with(f"failure_mode {mode}")
-            assert "jumpgate_limiter_errors_total 1.0" in httpx.get(proc.url + "/metrics").text
+            scrape = {"authorization": f"Bearer {SCRAPE_TOKEN}"}
+            assert "jumpgate_limiter_errors_total 1.0" in httpx.get(proc.url + "/metrics", headers=scrape).text
     finally:
         closed.stop()
         opened.stop()
