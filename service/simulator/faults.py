@@ -12,6 +12,13 @@ SageMaker wraps as ModelError; ``unavailable`` / ``internal`` / ``not_ready``: S
 logical stream lines, either an exception frame (``ModelStreamError`` / ``InternalStreamFailure``) or the
 container's own in-stream error line (``container``); ``split`` → PayloadPart boundaries (``line`` or
 ``random``).
+
+Model output faults, for the gateway's emulated tool calling and JSON: ``tool_output`` (``malformed`` |
+``invalid_json`` | ``wrong_name`` | ``bad_arguments``) bends the next answer that is a tool call or JSON
+produced from a prompt (Meta tool prompts, JSON instructions; grammar-constrained output is never bent).
+With ``tool_output_next`` N only the next N such answers are bent, with ``tool_output_rate`` a share of
+them; with neither, every one until the switches are cleared. Requests that produce no tool call or JSON
+do not use up the counter.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from typing import Any
 ERROR_KINDS = ("model", "unavailable", "internal", "not_ready")
 STREAM_ERROR_KINDS = ("ModelStreamError", "InternalStreamFailure", "container")
 SPLITS = ("line", "random")
+TOOL_OUTPUT_KINDS = ("malformed", "invalid_json", "wrong_name", "bad_arguments")
 
 
 def _count(v: Any) -> bool:
@@ -50,7 +58,8 @@ _FIELDS: dict[str, Callable[[Any], bool]] = {
     "throttle_next": _count, "throttle_rate": _rate, "error_next": _count, "error_rate": _rate,
     "error_kind": _one_of(ERROR_KINDS), "error_status": _status, "delay_s": _seconds,
     "stream_error_after": lambda v: v is None or _count(v), "stream_error_kind": _one_of(STREAM_ERROR_KINDS),
-    "split": _one_of(SPLITS),
+    "split": _one_of(SPLITS), "tool_output": _one_of(TOOL_OUTPUT_KINDS), "tool_output_next": _count,
+    "tool_output_rate": _rate,
 }
 
 
@@ -111,6 +120,20 @@ class FaultBook:
             reject = get("error_kind", "model")
         return Decision(reject, get("error_status", 500), get("delay_s", 0.0), get("stream_error_after", None),
                         get("stream_error_kind", "ModelStreamError"), get("split", "line"))
+
+    def take_tool_output(self, endpoint: str) -> str | None:
+        """The fault for one tool-call or JSON answer (consuming ``tool_output_next``), or None."""
+        layers = [s for s in (self._specs.get(endpoint), self._specs.get("*")) if s and "tool_output" in s]
+        if not layers:
+            return None
+        kind = str(layers[0]["tool_output"])
+        if self._take(layers, "tool_output_next"):
+            return kind
+        counted = any("tool_output_next" in layer or "tool_output_rate" in layer for layer in layers)
+        rate = next((layer["tool_output_rate"] for layer in layers if "tool_output_rate" in layer), 0.0)
+        if self._draw(rate) or not counted:
+            return kind
+        return None
 
     @staticmethod
     def _take(layers: list[dict[str, Any]], key: str) -> bool:

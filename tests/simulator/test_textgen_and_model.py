@@ -67,7 +67,10 @@ def test_demo_endpoints() -> None:
         "jumpgate-demo-jumpstart-llama2-7b-chat": ("meta-llama", "gpu", 4096, 8, True),
         "jumpgate-demo-ft-llama3-8b-dolly": ("lmi", "gpu", 8192, 32, False),
         "jumpgate-demo-flan-t5-xl": ("text2text", "gpu", 2048, 8, False),
+        "jumpgate-demo-tei-bge-large": ("tei", "gpu", 512, 32, False),
+        "jumpgate-demo-tgi-llama32-11b-vision": ("tgi", "gpu", 8192, 16, False),
     }
+    assert DEMO_ENDPOINTS["jumpgate-demo-tgi-llama32-11b-vision"].vision
 
 
 def test_unknown_container_is_rejected() -> None:
