@@ -24,7 +24,10 @@ from service.simulator.containers import regex_sample
 _NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w.])")
 _QUOTED = re.compile(r"'([^'\n]{1,200})'|\"([^\"\n]{1,200})\"")
 _WORD = re.compile(r"[^\W\d_]{3,}")
-_STOPWORDS = frozenset(["the", "and", "what", "which", "with", "that", "this", "from", "using", "use", "tool", "tools", "value", "please", "return", "json", "give", "tell", "about", "into", "your", "have", "will"])
+_STOPWORDS = frozenset({
+    "the", "and", "what", "which", "with", "that", "this", "from", "using", "use", "tool", "tools", "value",
+    "please", "return", "json", "give", "tell", "about", "into", "your", "have", "will",
+})
 _FALLBACK_WORDS = ("alpha", "river", "Zürich", "garden", "東京", "signal")
 _FORMATS = {"date-time": "2024-01-01T00:00:00Z", "date": "2024-01-01", "time": "12:00:00",
             "email": "user@example.com", "uri": "https://example.com/item", "hostname": "example.com",
