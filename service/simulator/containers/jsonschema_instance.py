@@ -21,7 +21,7 @@ import jsonschema
 
 from service.simulator.containers import regex_sample
 
-_NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w.])")
+_NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?!\w)(?!\.\d)")
 _QUOTED = re.compile(r"'([^'\n]{1,200})'|\"([^\"\n]{1,200})\"")
 _WORD = re.compile(r"[^\W\d_]{3,}")
 _STOPWORDS = frozenset({
