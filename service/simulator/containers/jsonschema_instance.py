@@ -22,7 +22,7 @@ import jsonschema
 from service.simulator.containers import regex_sample
 
 _NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?!\w)(?!\.\d)")
-_QUOTED = re.compile(r"'([^'\n]{1,200})'|\"([^\"\n]{1,200})\"")
+_QUOTED = re.compile(r"(?<!\w)'([^'\n]{1,200})'(?!\w)|\"([^\"\n]{1,200})\"")
 _WORD = re.compile(r"[^\W\d_]{3,}")
 _STOPWORDS = frozenset({
     "the", "and", "what", "which", "with", "that", "this", "from", "using", "use", "tool", "tools", "value",
@@ -193,7 +193,9 @@ def _number(gen: Instance, schema: dict[str, Any], depth: int, integer: bool = F
     value = gen.take_number(integer)
     lo = (0 if high is None else high - 100) if low is None else low
     hi = lo + 100 if high is None else high
-    if value is None or value < lo or value > hi or (low_open and value == lo) or (high_open and value == hi):
+    outside = value is not None and ((low is not None and (value < low or (low_open and value == low)))
+                                     or (high is not None and (value > high or (high_open and value == high))))
+    if value is None or outside:
         value = gen.rng.randint(int(lo) + 1, max(int(lo) + 1, int(hi) - 1)) if hi - lo >= 2 else (lo + hi) / 2
         if not integer and hi - lo >= 2:
             value += 0.5  # a fractional number, so a oneOf of integer and number stays unambiguous
