@@ -243,3 +243,14 @@ async def test_sampling_without_seed_follows_the_simulator_seed() -> None:
 
     first, same, other = await run(1), await run(1), await run(2)
     assert first == same and first[0] != first[1] and first != other
+
+
+async def test_control_api_creates_endpoints_with_container_facts(client: httpx.AsyncClient) -> None:
+    spec = {"container": "lmi", "version": "0.35.0", "async_mode": True, "tool_call_parser": "pythonic"}
+    created = await control(client, "PUT", "/_sim/endpoints/lmi-tools", spec)
+    assert created["tool_call_parser"] == "pythonic" and created["async_mode"] is True
+    tei = await control(client, "PUT", "/_sim/endpoints/tei-small", {"container": "tei", "embedding_dim": 4})
+    assert tei["container"] == "tei"
+    assert len((await invoke(client, "tei-small", {"inputs": "hi"})).json()[0]) == 4
+    resp = await client.put("/_sim/endpoints/bad-version", json={"container": "tgi", "version": "x.y"})
+    assert resp.status_code == 400 and "version" in resp.text
