@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-import jsonschema
+import jsonschema  # type: ignore[import-untyped]
 
 from service.simulator.containers import regex_sample
 
@@ -144,7 +144,8 @@ def _exactly_one(root: Any, branches: list[Any], value: Any) -> bool:
 
 
 def _object(gen: Instance, schema: dict[str, Any], depth: int) -> dict[str, Any]:
-    properties = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+    raw = schema.get("properties")
+    properties: dict[str, Any] = raw if isinstance(raw, dict) else {}
     required = [r for r in schema.get("required", []) if isinstance(r, str)]
     out: dict[str, Any] = {}
     for name, sub in properties.items():
@@ -157,7 +158,8 @@ def _object(gen: Instance, schema: dict[str, Any], depth: int) -> dict[str, Any]
 
 
 def _array(gen: Instance, schema: dict[str, Any], depth: int) -> list[Any]:
-    prefix = schema.get("prefixItems") if isinstance(schema.get("prefixItems"), list) else []
+    raw = schema.get("prefixItems")
+    prefix: list[Any] = raw if isinstance(raw, list) else []
     low = max(int(schema.get("minItems", 1)), len(prefix))
     high = int(schema.get("maxItems", max(low, 3)))
     count = min(high, low + gen.rng.randrange(2))

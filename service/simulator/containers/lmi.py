@@ -70,7 +70,7 @@ def check_request(body: dict[str, Any]) -> tuple[str, dict[str, Any], bool]:
     bad = wrong_type(params, PARAM_TYPES)
     if bad:
         raise lmi_format.error(f"Invalid value for parameter '{bad}': {params[bad]!r}")
-    return inputs, params, stream
+    return str(inputs), dict(params), bool(stream)
 
 
 def _vllm_reject(reason: str) -> Exception:

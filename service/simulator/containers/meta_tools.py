@@ -84,7 +84,8 @@ def _style(prompt: str) -> str | None:
 def json_objects(text: str) -> list[Any]:
     """Every top-level JSON object or array embedded in the text (instruction examples that are not JSON,
     such as ``{name: function name}``, are skipped)."""
-    found, i = [], 0
+    found: list[Any] = []
+    i = 0
     while True:
         starts = [p for p in (text.find("{", i), text.find("[", i)) if p >= 0]
         if not starts:
@@ -111,9 +112,9 @@ def turns(prompt: str) -> tuple[str, str]:
     else:
         lines = list(_LINE_ROLE.finditer(prompt))
         roles = [m.group(1) for m in lines]
-        users = [i for i, m in enumerate(lines) if m.group(1) == "user"]
-        end = lines[users[-1] + 1].start() if users and users[-1] + 1 < len(lines) else len(prompt)
-        text = prompt[lines[users[-1]].end():end] if users else prompt
+        at = [i for i, m in enumerate(lines) if m.group(1) == "user"]
+        end = lines[at[-1] + 1].start() if at and at[-1] + 1 < len(lines) else len(prompt)
+        text = prompt[lines[at[-1]].end():end] if at else prompt
     return (roles[-1] if roles else "user"), _question(text)
 
 

@@ -64,7 +64,7 @@ class Neuron:
         seed = (p["seed"] if p.get("seed") is not None else inv.random_seed()) if sampling else 0
         gen = respond(prompt, seed=seed, max_new_tokens=budget, fault=inv.tool_fault)  # string stops are dropped
         # Only the LMI keys TNX honours reach the formatter: no prefill, no extra sequences.
-        shown = {k: p[k] for k in ("details", "return_full_text") if k in p}
+        shown: dict[str, Any] = {k: p[k] for k in ("details", "return_full_text") if k in p}
         if stream:
             return lmi_format.stream(gen, prompt, shown, prompt_tokens)
         return lmi_format.response([gen], prompt, shown, prompt_tokens)

@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import random
 import re
-from typing import Any
 
-try:  # Python >= 3.11 keeps the parser private; it is the same code `re.compile` runs.
-    from re import _constants as sre_constants  # type: ignore[attr-defined]
-    from re import _parser as sre_parse  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover
-    import sre_constants  # type: ignore[no-redef]
-    import sre_parse  # type: ignore[no-redef]
+# Python's own regex parser (private, but the same code `re.compile` runs; the project needs Python >= 3.11).
+from re import _constants as sre_constants  # type: ignore[attr-defined]
+from re import _parser as sre_parse  # type: ignore[attr-defined]
+from typing import Any
 
 _CATEGORY_CHAR = {"CATEGORY_DIGIT": "7", "CATEGORY_NOT_DIGIT": "a", "CATEGORY_SPACE": " ",
                   "CATEGORY_NOT_SPACE": "b", "CATEGORY_WORD": "w", "CATEGORY_NOT_WORD": "-"}

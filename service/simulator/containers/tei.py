@@ -15,6 +15,7 @@ A body that does not deserialize is axum's plain-text 422; a non-JSON content ty
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -59,7 +60,7 @@ def _request(inv: Invocation) -> dict[str, Any]:
                              "text/plain; charset=utf-8") from None
     if not isinstance(body, dict) or "inputs" not in body:
         raise _deserialize("missing field `inputs`")
-    checks = {"truncate": is_bool, "normalize": is_bool, "prompt_name": is_str,
+    checks: dict[str, Callable[[Any], bool]] = {"truncate": is_bool, "normalize": is_bool, "prompt_name": is_str,
               "truncation_direction": lambda v: v in _DIRECTIONS}
     if inv.endpoint.at_least("1.8.0"):
         checks["dimensions"] = lambda v: is_int(v) and v >= 0

@@ -85,7 +85,7 @@ def _parse_generate(body: dict[str, Any], endpoint: SimEndpoint) -> dict[str, An
 def _answer_generate(inv: Invocation, body: dict[str, Any]) -> Output:
     prompt, raw_params, stream = body["inputs"], body.get("parameters"), bool(body.get("stream", False))
     # v1.4+: no `parameters` at all means do_sample=true (section 2.2).
-    p = {"do_sample": True} if raw_params is None else raw_params
+    p: dict[str, Any] = {"do_sample": True} if raw_params is None else raw_params
     try:
         text_prompt, images = tgi_vision.check(inv.endpoint, prompt)
         plan = validate(p, text_prompt, inv.endpoint.max_total_tokens, stream, inv.random_seed,
@@ -150,7 +150,7 @@ def _stream_error(message: str) -> bytes:
     return sse({"error": message, "error_type": "generation"})
 
 
-_VARIANTS: tuple[tuple[Callable[[dict[str, Any]], Any], Callable[[Invocation, Any], Output]], ...] = (
+_VARIANTS: tuple[tuple[Callable[[dict[str, Any], SimEndpoint], Any], Callable[[Invocation, Any], Output]], ...] = (
     (_parse_generate, _answer_generate),
     (tgi_openai.parse_chat, tgi_openai.answer_chat),
     (tgi_openai.parse_completion, tgi_openai.answer_completion),

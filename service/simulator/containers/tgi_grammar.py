@@ -15,7 +15,7 @@ import json
 import random
 from typing import Any
 
-import jsonschema
+import jsonschema  # type: ignore[import-untyped]
 
 from service.simulator.containers import regex_sample
 from service.simulator.containers.base import ContainerError, dumps, is_dict, is_str

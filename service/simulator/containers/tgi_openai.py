@@ -44,9 +44,11 @@ _COMMON_TYPES: dict[str, Callable[[Any], bool]] = {
 
 
 def _valid_call(call: Any) -> bool:
-    function = call.get("function") if is_dict(call) else None
-    return is_dict(function) and is_str(call.get("id")) and is_str(function.get("name")) \
-        and ("arguments" in function or "parameters" in function)
+    if not is_dict(call) or not is_dict(call.get("function")):
+        return False
+    function = call["function"]
+    return is_str(call.get("id")) and is_str(function.get("name")) and ("arguments" in function
+                                                                       or "parameters" in function)
 
 
 def _valid_message(m: Any) -> bool:

@@ -151,8 +151,8 @@ def next_tool_call_id(messages: list[Any], rng: random.Random) -> str:
     highest = 0
     for m in messages:
         for call in (m.get("tool_calls") or []) if is_dict(m) else []:
-            ident = call.get("id") if is_dict(call) else None
-            if not (is_str(ident) and ident.isdigit()):
+            ident = str(call.get("id")) if is_dict(call) and is_str(call.get("id")) else ""
+            if not ident.isdigit():
                 return str(uuid.UUID(int=rng.getrandbits(128), version=4))
             highest = max(highest, int(ident) + 1)
     return str(highest)

@@ -41,7 +41,8 @@ def spec_from_json(tool: Any) -> ToolSpec | None:
     """An OpenAI ``{"type": "function", "function": {...}}`` or a bare ``{"name", "parameters"}`` object."""
     if not isinstance(tool, dict):
         return None
-    function = tool.get("function") if isinstance(tool.get("function"), dict) else tool
+    inner = tool.get("function")
+    function: dict[str, Any] = inner if isinstance(inner, dict) else tool
     name = function.get("name")
     params = function.get("parameters", function.get("arguments", {}))
     if not isinstance(name, str) or not name or not isinstance(params, dict | None):
