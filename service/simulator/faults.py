@@ -12,13 +12,6 @@ SageMaker wraps as ModelError; ``unavailable`` / ``internal`` / ``not_ready``: S
 logical stream lines, either an exception frame (``ModelStreamError`` / ``InternalStreamFailure``) or the
 container's own in-stream error line (``container``); ``split`` → PayloadPart boundaries (``line`` or
 ``random``).
-
-Model output faults, for the gateway's emulated tool calling and JSON: ``tool_output`` (``malformed`` |
-``invalid_json`` | ``wrong_name`` | ``bad_arguments``) bends the next answer that is a tool call or JSON
-produced from a prompt (Meta tool prompts, JSON instructions; grammar-constrained output is never bent).
-With ``tool_output_next`` N only the next N such answers are bent, with ``tool_output_rate`` a share of
-them; with neither, every one until the switches are cleared. Requests that produce no tool call or JSON
-do not use up the counter.
 """
 
 from __future__ import annotations
@@ -58,8 +51,10 @@ _FIELDS: dict[str, Callable[[Any], bool]] = {
     "throttle_next": _count, "throttle_rate": _rate, "error_next": _count, "error_rate": _rate,
     "error_kind": _one_of(ERROR_KINDS), "error_status": _status, "delay_s": _seconds,
     "stream_error_after": lambda v: v is None or _count(v), "stream_error_kind": _one_of(STREAM_ERROR_KINDS),
-    "split": _one_of(SPLITS), "tool_output": _one_of(TOOL_OUTPUT_KINDS), "tool_output_next": _count,
-    "tool_output_rate": _rate,
+    "split": _one_of(SPLITS),
+}
+_MODEL_OUTPUT_FIELDS: dict[str, Callable[[Any], bool]] = {
+    "tool_output": _one_of(TOOL_OUTPUT_KINDS), "tool_output_next": _count, "tool_output_rate": _rate,
 }
 
 
@@ -90,9 +85,9 @@ class FaultBook:
             raise ValueError("'endpoint' (an endpoint name or \"*\") is required")
         fields = {k: v for k, v in spec.items() if k != "endpoint"}
         for key, value in fields.items():
-            check = _FIELDS.get(key)
+            check = _FIELDS.get(key) or _MODEL_OUTPUT_FIELDS.get(key)
             if check is None:
-                raise ValueError(f"unknown fault field {key!r}; known: {sorted(_FIELDS)}")
+                raise ValueError(f"unknown fault field {key!r}; known: {sorted([*_FIELDS, *_MODEL_OUTPUT_FIELDS])}")
             if not check(value):
                 raise ValueError(f"invalid value for {key!r}: {value!r}")
         self._specs.setdefault(endpoint, {}).update(fields)
@@ -122,7 +117,15 @@ class FaultBook:
                         get("stream_error_kind", "ModelStreamError"), get("split", "line"))
 
     def take_tool_output(self, endpoint: str) -> str | None:
-        """The fault for one tool-call or JSON answer (consuming ``tool_output_next``), or None."""
+        """The fault for one tool-call or JSON answer (consuming ``tool_output_next``), or None.
+
+        Model output faults, for the gateway's emulated tool calling and JSON: ``tool_output`` (``malformed`` |
+        ``invalid_json`` | ``wrong_name`` | ``bad_arguments``) bends the next answer that is a tool call or JSON
+        produced from a prompt (Meta tool prompts, JSON instructions; grammar-constrained output is never bent).
+        With ``tool_output_next`` N only the next N such answers are bent, with ``tool_output_rate`` a share of
+        them; with neither, every one until the switches are cleared. Requests that produce no tool call or JSON
+        do not use up the counter.
+        """
         layers = [s for s in (self._specs.get(endpoint), self._specs.get("*")) if s and "tool_output" in s]
         if not layers:
             return None
