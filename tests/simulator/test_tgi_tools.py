@@ -170,8 +170,10 @@ async def test_unknown_named_tool_is_a_tool_error(tgi: httpx.AsyncClient) -> Non
 
 async def test_tools_and_response_format_are_mutually_exclusive(tgi: httpx.AsyncClient) -> None:
     fmt = {"type": "json", "value": {"properties": {"a": {"type": "string"}}}}
-    resp = await invoke(tgi, "tgi-3.2.0", {"messages": ASK, "tools": TOOLS, "response_format": fmt})
-    assert tool_error(resp)["error"] == "Tool error: Grammar and tools are mutually exclusive"
+    for choice in ("auto", "none"):
+        body = {"messages": ASK, "tools": TOOLS, "tool_choice": choice, "response_format": fmt}
+        resp = await invoke(tgi, "tgi-3.2.0", body)
+        assert tool_error(resp)["error"] == "Tool error: Grammar and tools are mutually exclusive"
 
 
 async def test_grammar_disabled_refuses_tools(tgi: httpx.AsyncClient) -> None:

@@ -49,7 +49,7 @@ def answer(inv: Invocation, body: dict[str, Any], plan_for: Any, invalid: Any) -
     request = tgi_tools.parse(body)
     tools = request if isinstance(request, tgi_tools.ToolRequest) and tgi_tools.in_use(endpoint, request) else None
     fmt = body.get("response_format")
-    if tools is not None and fmt is not None:
+    if isinstance(request, tgi_tools.ToolRequest) and fmt is not None:  # checked before tool_choice is read
         raise tgi_tools.tool_error("Grammar and tools are mutually exclusive")
     if tools is not None:
         tgi_tools.check(tools)
