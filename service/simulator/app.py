@@ -83,7 +83,8 @@ async def _invoke(request: Request, *, stream_api: bool) -> Response:
     if decision.reject is not None:
         return _rejected(runtime, decision)
     inv = Invocation(runtime.endpoint, body, headers.get("content-type", "application/json"),
-                     headers.get("x-amzn-sagemaker-custom-attributes", ""), stream_api, sim.random_seed, sim.next_id)
+                     headers.get("x-amzn-sagemaker-custom-attributes", ""), stream_api, sim.random_seed, sim.next_id,
+                     lambda: sim.faults.take_tool_output(name))
     try:
         output = containers.get(runtime.endpoint.container).handle(inv)
     except ContainerError as exc:

@@ -26,6 +26,7 @@ from typing import Any
 ERROR_KINDS = ("model", "unavailable", "internal", "not_ready")
 STREAM_ERROR_KINDS = ("ModelStreamError", "InternalStreamFailure", "container")
 SPLITS = ("line", "random")
+TOOL_OUTPUT_KINDS = ("malformed", "invalid_json", "wrong_name", "bad_arguments")
 
 
 def _count(v: Any) -> bool:
@@ -53,6 +54,9 @@ _FIELDS: dict[str, Callable[[Any], bool]] = {
     "error_kind": _one_of(ERROR_KINDS), "error_status": _status, "delay_s": _seconds,
     "stream_error_after": lambda v: v is None or _count(v), "stream_error_kind": _one_of(STREAM_ERROR_KINDS),
     "split": _one_of(SPLITS), "hold": lambda v: isinstance(v, bool),
+}
+_MODEL_OUTPUT_FIELDS: dict[str, Callable[[Any], bool]] = {
+    "tool_output": _one_of(TOOL_OUTPUT_KINDS), "tool_output_next": _count, "tool_output_rate": _rate,
 }
 
 
@@ -86,9 +90,9 @@ class FaultBook:
             raise ValueError("'endpoint' (an endpoint name or \"*\") is required")
         fields = {k: v for k, v in spec.items() if k != "endpoint"}
         for key, value in fields.items():
-            check = _FIELDS.get(key)
+            check = _FIELDS.get(key) or _MODEL_OUTPUT_FIELDS.get(key)
             if check is None:
-                raise ValueError(f"unknown fault field {key!r}; known: {sorted(_FIELDS)}")
+                raise ValueError(f"unknown fault field {key!r}; known: {sorted([*_FIELDS, *_MODEL_OUTPUT_FIELDS])}")
             if not check(value):
                 raise ValueError(f"invalid value for {key!r}: {value!r}")
         self._specs.setdefault(endpoint, {}).update(fields)
@@ -124,6 +128,28 @@ class FaultBook:
             reject = get("error_kind", "model")
         return Decision(reject, get("error_status", 500), get("delay_s", 0.0), get("stream_error_after", None),
                         get("stream_error_kind", "ModelStreamError"), get("split", "line"), get("hold", False))
+
+    def take_tool_output(self, endpoint: str) -> str | None:
+        """The fault for one tool-call or JSON answer (consuming ``tool_output_next``), or None.
+
+        Model output faults, for the gateway's emulated tool calling and JSON: ``tool_output`` (``malformed`` |
+        ``invalid_json`` | ``wrong_name`` | ``bad_arguments``) bends the next answer that is a tool call or JSON
+        produced from a prompt (Meta tool prompts, JSON instructions; grammar-constrained output is never bent).
+        With ``tool_output_next`` N only the next N such answers are bent, with ``tool_output_rate`` a share of
+        them; with neither, every one until the switches are cleared. Requests that produce no tool call or JSON
+        do not use up the counter.
+        """
+        layers = [s for s in (self._specs.get(endpoint), self._specs.get("*")) if s and "tool_output" in s]
+        if not layers:
+            return None
+        kind = str(layers[0]["tool_output"])
+        if self._take(layers, "tool_output_next"):
+            return kind
+        counted = any("tool_output_next" in layer or "tool_output_rate" in layer for layer in layers)
+        rate = next((layer["tool_output_rate"] for layer in layers if "tool_output_rate" in layer), 0.0)
+        if self._draw(rate) or not counted:
+            return kind
+        return None
 
     @staticmethod
     def _take(layers: list[dict[str, Any]], key: str) -> bool:

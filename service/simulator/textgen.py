@@ -131,3 +131,31 @@ def _find_stop(text: str, stops: list[str], new_from: int) -> int | None:
         if found != -1 and (best is None or found < best):
             best = found
     return best
+
+
+_SCRIPT_PIECE = re.compile(r"\s*\S+|\s+")
+
+
+def scripted(text: str, *, seed: int, max_new_tokens: int, stop: Sequence[str] = (),
+             special_prefix: str | None = None) -> Generation:
+    """A generation whose text is decided elsewhere (a tool call, a JSON answer): one token per
+    whitespace-led run, an optional special token first (``<|python_tag|>``), then EOS; cut to
+    ``max_new_tokens`` (finish ``length``) or at a stop string (finish ``stop_sequence``), as ``generate``."""
+    rng = random.Random(f"{seed}|scripted|{text}")
+    pieces = [Tok(piece_id(special_prefix), special_prefix, -0.01, special=True)] if special_prefix else []
+    pieces += [Tok(piece_id(p), p, -round(rng.random(), 4)) for p in _SCRIPT_PIECE.findall(text)]
+    stops = [s for s in stop if s]
+    tokens: list[Tok] = []
+    shown = ""
+    for tok in pieces[:max_new_tokens]:
+        tokens.append(tok)
+        if tok.special:
+            continue
+        shown += tok.text
+        hit = _find_stop(shown, stops, len(shown) - len(tok.text)) if stops else None
+        if hit is not None:
+            return Generation(tuple(tokens), "stop_sequence", hit)
+    if len(pieces) >= max_new_tokens:
+        return Generation(tuple(tokens), "length")
+    tokens.append(Tok(EOS_ID, EOS_TEXT, -round(rng.random(), 4), special=True))
+    return Generation(tuple(tokens), "eos_token")

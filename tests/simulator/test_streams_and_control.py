@@ -6,6 +6,7 @@ import asyncio
 import base64
 import itertools
 import time
+from dataclasses import asdict
 from typing import Any
 
 import httpx
@@ -14,6 +15,7 @@ import pytest
 from starlette.applications import Starlette
 
 from service.simulator.app import create_simulator_app
+from service.simulator.model import SimEndpoint
 from tests.simulator.conftest import LMI, T5, TGI, control, frames, invoke, json_lines, payload, sign, sse_events
 
 PROMPT = "Tell me about Zürich and 東京 🚀"
@@ -204,8 +206,8 @@ async def test_stats_count_requests_and_streams(client: httpx.AsyncClient) -> No
 
 async def test_put_endpoint_and_reset(client: httpx.AsyncClient) -> None:
     created = await control(client, "PUT", "/_sim/endpoints/extra", {"container": "text2text", "slots": 2})
-    assert created == {"name": "extra", "container": "text2text", "accelerator": "gpu", "max_total_tokens": 8192,
-                       "slots": 2, "requires_eula": False}
+    assert created == {**asdict(SimEndpoint("extra", "text2text")), "slots": 2}
+    assert created["max_total_tokens"] == 8192 and created["version"] is None
     assert (await invoke(client, "extra", {"text_inputs": "hi"})).status_code == 200
     assert "extra" in await control(client, "GET", "/_sim/endpoints")
     await control(client, "POST", "/_sim/faults", {"endpoint": TGI, "throttle_next": 3})
@@ -241,3 +243,14 @@ async def test_sampling_without_seed_follows_the_simulator_seed() -> None:
 
     first, same, other = await run(1), await run(1), await run(2)
     assert first == same and first[0] != first[1] and first != other
+
+
+async def test_control_api_creates_endpoints_with_container_facts(client: httpx.AsyncClient) -> None:
+    spec = {"container": "lmi", "version": "0.35.0", "async_mode": True, "tool_call_parser": "pythonic"}
+    created = await control(client, "PUT", "/_sim/endpoints/lmi-tools", spec)
+    assert created["tool_call_parser"] == "pythonic" and created["async_mode"] is True
+    tei = await control(client, "PUT", "/_sim/endpoints/tei-small", {"container": "tei", "embedding_dim": 4})
+    assert tei["container"] == "tei"
+    assert len((await invoke(client, "tei-small", {"inputs": "hi"})).json()[0]) == 4
+    resp = await client.put("/_sim/endpoints/bad-version", json={"container": "tgi", "version": "x.y"})
+    assert resp.status_code == 400 and "version" in resp.text

@@ -67,7 +67,10 @@ def test_demo_endpoints() -> None:
         "jumpgate-demo-jumpstart-llama2-7b-chat": ("meta-llama", "gpu", 4096, 8, True),
         "jumpgate-demo-ft-llama3-8b-dolly": ("lmi", "gpu", 8192, 32, False),
         "jumpgate-demo-flan-t5-xl": ("text2text", "gpu", 2048, 8, False),
+        "jumpgate-demo-tei-bge-large": ("tei", "gpu", 512, 32, False),
+        "jumpgate-demo-tgi-llama32-11b-vision": ("tgi", "gpu", 8192, 16, False),
     }
+    assert DEMO_ENDPOINTS["jumpgate-demo-tgi-llama32-11b-vision"].vision
 
 
 def test_unknown_container_is_rejected() -> None:
@@ -129,3 +132,37 @@ def test_generation_without_stops_makes_the_documented_draws(max_new_tokens: int
         gen = textgen.generate(f"prompt é😀 {seed}", seed=seed, max_new_tokens=max_new_tokens, variant=seed % 3)
         assert [(t.id, t.text, t.logprob) for t in gen.tokens] == _reference_draws(
             f"prompt é😀 {seed}", seed, max_new_tokens, seed % 3)
+
+
+def test_endpoints_from_config_reads_container_facts_and_embedding_schemas(tmp_path: Path) -> None:
+    config = {"endpoints": {
+        "lmi-chat": {"endpoint_name": "lmi-chat", "schema": "openai", "instance_type": "ml.g5.2xlarge",
+                     "container": {"kind": "lmi", "version": "0.33.0", "async_mode": True,
+                                   "tool_call_parser": "llama3_json"}},
+        "tgi-old": {"endpoint_name": "tgi-old", "schema": "openai", "container": {"version": 3.1, "grammar": False}},
+        "vlm": {"endpoint_name": "vlm", "schema": "tgi", "container": {"vision": True, "max_images": 2}},
+        "tei": {"endpoint_name": "tei", "schema": "tei", "context_length": 512, "container": {"max_batch_size": 8}},
+        "js1": {"endpoint_name": "js1", "schema": "jumpstart_text_inputs"},
+        "js2": {"endpoint_name": "js2", "schema": "jumpstart_list"},
+        "js3": {"endpoint_name": "js3", "schema": "jumpstart_x_text"},
+        "lmi-emb": {"endpoint_name": "lmi-emb", "schema": "lmi_embeddings"},
+    }}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    got = endpoints_from_config(path)
+    assert (got["lmi-chat"].container, got["lmi-chat"].async_mode, got["lmi-chat"].tool_call_parser) == (
+        "lmi", True, "llama3_json")
+    assert got["tgi-old"].container == "tgi" and got["tgi-old"].version == "3.1" and not got["tgi-old"].grammar
+    assert got["tgi-old"].at_least("3.1.0") and not got["tgi-old"].at_least("3.2.0")
+    assert (got["vlm"].vision, got["vlm"].max_images) == (True, 2)
+    assert (got["tei"].container, got["tei"].max_batch_size, got["tei"].max_input_tokens) == ("tei", 8, 512)
+    assert [got[n].container for n in ("js1", "js2", "js3", "lmi-emb")] == [
+        "jumpstart-text-inputs", "jumpstart-list", "jumpstart-x-text", "lmi-embedding"]
+
+
+def test_defaults_are_the_newest_modelled_versions() -> None:
+    assert SimEndpoint("t", "tgi").at_least("3.2.0") and SimEndpoint("t", "tgi").grammar
+    lmi = SimEndpoint("l", "lmi")
+    assert lmi.version_tuple == (0, 33, 0) and not lmi.async_mode
+    with pytest.raises(ValueError, match="not a version"):
+        SimEndpoint("x", "tgi", version="three")

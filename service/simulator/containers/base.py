@@ -38,6 +38,8 @@ class Invocation:
     random_seed: Callable[[], int]
     #: a process-wide counter for response ids
     next_id: Callable[[], int]
+    #: the ``tool_output`` fault for this answer, consumed only when the model produces a tool call or JSON
+    tool_fault: Callable[[], str | None] = field(default=lambda: None)
 
 
 @dataclass(slots=True)

@@ -12,13 +12,12 @@ is rejected; prompt + max_new_tokens beyond it just stops on ``length`` (vLLM ca
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
 import orjson
 
-from service.simulator.containers import lmi_format
+from service.simulator.containers import lmi_chat, lmi_format
 from service.simulator.containers.base import (
     Invocation,
     Output,
@@ -33,7 +32,8 @@ from service.simulator.containers.base import (
     render_messages,
     wrong_type,
 )
-from service.simulator.textgen import Generation, count_tokens, generate
+from service.simulator.containers.meta_tools import respond
+from service.simulator.textgen import count_tokens
 
 DEFAULT_MAX_NEW_TOKENS = 30
 _ROLLING = "exception occurred during rolling batch inference"
@@ -70,7 +70,7 @@ def check_request(body: dict[str, Any]) -> tuple[str, dict[str, Any], bool]:
     bad = wrong_type(params, PARAM_TYPES)
     if bad:
         raise lmi_format.error(f"Invalid value for parameter '{bad}': {params[bad]!r}")
-    return inputs, params, stream
+    return str(inputs), dict(params), bool(stream)
 
 
 def _vllm_reject(reason: str) -> Exception:
@@ -124,7 +124,7 @@ class Lmi:
         max_new = param(p, "max_new_tokens", DEFAULT_MAX_NEW_TOKENS)
         max_new = _budget(prompt_tokens, max_new, inv.endpoint.max_total_tokens)
         seed, stops = _seed(inv, p, _greedy(p)), param(p, "stop_sequences", [])
-        gens = [generate(prompt, seed=seed, max_new_tokens=max_new, stop=stops, variant=i)
+        gens = [respond(prompt, seed=seed, max_new_tokens=max_new, stop=stops, variant=i, fault=inv.tool_fault)
                 for i in range(param(p, "n", 1))]
         if stream:
             return lmi_format.stream(gens[0], prompt, p, prompt_tokens)
@@ -148,11 +148,7 @@ def _check_rolling(p: dict[str, Any], stream: bool) -> None:
 
 
 def _chat(inv: Invocation, body: dict[str, Any]) -> Output:
-    """LMI chat (section 3.4): ``chat.completion`` with usage; streams bare chunk JSON lines (jsonlines_chat).
-
-    Only one choice is produced (the formatter supports one); ``finish_reason`` is LMI's own value
-    (``eos_token``, ``length``, ``stop_sequence``), as djl-serving's chat formatter passes it through.
-    """
+    """LMI chat (section 3.4): field types and vLLM ranges are checked here, the rest is lmi_chat's."""
     bad = wrong_type(body, _CHAT_TYPES)
     stop = body.get("stop")
     if bad or not (stop is None or is_str(stop) or is_strs(stop)):
@@ -162,31 +158,14 @@ def _chat(inv: Invocation, body: dict[str, Any]) -> Output:
         raise lmi_format.error(f"top_logprobs must be between 0 and 20, got {body['top_logprobs']}")
     if not all(is_dict(m) and is_str(m.get("role")) for m in body["messages"]):
         raise lmi_format.error("Each message must be an object with a string 'role'")
-    prompt = render_messages(body["messages"])
+    prompt = render_messages(body["messages"]) + _tools_text(body.get("tools"))
     prompt_tokens = count_tokens(prompt)
     max_new = _budget(prompt_tokens, param(body, "max_tokens", DEFAULT_MAX_NEW_TOKENS), inv.endpoint.max_total_tokens)
     seed = _seed(inv, body, param(body, "temperature", 1.0) == 0)
     stops = [stop] if isinstance(stop, str) else (stop or [])
-    gen = generate(prompt, seed=seed, max_new_tokens=max_new, stop=stops)
-    ident, created = f"chatcmpl-{inv.next_id()}", int(time.time())
-    if body.get("stream"):
-        return _chat_stream(gen, ident, created, prompt_tokens)
-    usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(gen.tokens),
-             "total_tokens": prompt_tokens + len(gen.tokens)}
-    result = {"id": ident, "object": "chat.completion", "created": created,
-              "choices": [{"index": 0, "message": {"role": "assistant", "content": gen.text_without_stop},
-                           "logprobs": None, "finish_reason": gen.finish}], "usage": usage}
-    return Output("application/json", [dumps(result)], prompt_tokens, len(gen.tokens))
+    return lmi_chat.answer(inv, body, prompt, max_new, seed, stops)
 
 
-def _chat_stream(gen: Generation, ident: str, created: int, prompt_tokens: int) -> Output:
-    lines = []
-    texts = lmi_format.visible_texts(gen)
-    for i, text in enumerate(texts):
-        delta = {"content": text, "role": "assistant"} if i == 0 else {"content": text}
-        finish = gen.finish if i == len(texts) - 1 else None
-        chunk = {"id": ident, "object": "chat.completion.chunk", "created": created,
-                 "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
-        lines.append(dumps(chunk) + b"\n")
-    return Output(lmi_format.JSONLINES, lines, prompt_tokens, len(texts), streamed=True,
-                  error_line=lmi_format.stream_error_line)
+def _tools_text(tools: Any) -> str:
+    """The tool definitions a tool-aware chat template renders into the prompt (they cost prompt tokens)."""
+    return "\n" + dumps(tools).decode() if isinstance(tools, list) and tools else ""

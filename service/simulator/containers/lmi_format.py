@@ -5,6 +5,7 @@ Non-stream: an object ``{"generated_text", "details"?}``; ``details`` only with 
 When several sequences were asked for (``n`` > 1 or ``num_beams`` > 1) LMI waits for the end and always
 sends ``details`` with the best sequence, the others going to ``details.best_of_sequences`` (each with its
 own ``generated_text``): this is what djl-serving's best-of JSON formatter does.
+``details.top_tokens`` (with ``top_n_tokens``) lists, per token, that many token dicts.
 Stream (``application/jsonlines``): ``{"token": {"id","text","log_prob"}}`` per line, ``special_token``
 only on special tokens, the last line adding ``generated_text`` and, with ``details``, ``details`` without
 ``tokens``. Stop strings are hidden as vLLM does: the token that completes a stop shows only the text before
@@ -62,7 +63,15 @@ def _details(gen: Generation, prompt: str, p: dict[str, Any]) -> dict[str, Any]:
                                "tokens": token_dicts(gen)}
     if param(p, "decoder_input_details", False):
         details["prefill"] = _prefill(prompt)
+    if param(p, "top_n_tokens", 0) > 0:
+        details["top_tokens"] = top_tokens(gen, p["top_n_tokens"])
     return details
+
+
+def top_tokens(gen: Generation, n: int) -> list[list[dict[str, Any]]]:
+    """``details.top_tokens``: per generated token, ``n`` token dicts (the chosen one first)."""
+    return [[{"id": t.id + k, "text": t.text if k == 0 else f"{t.text}{k}", "log_prob": round(t.logprob - k, 4)}
+             for k in range(n)] for t in gen.tokens]
 
 
 def response(gens: list[Generation], prompt: str, p: dict[str, Any], prompt_tokens: int) -> Output:
@@ -94,6 +103,8 @@ def stream(gen: Generation, prompt: str, p: dict[str, Any], prompt_tokens: int) 
             line["generated_text"] = prefix + gen.text_without_stop
             if param(p, "details", False):
                 line["details"] = {"finish_reason": gen.finish, "generated_tokens": len(dicts), "inputs": prompt}
+                if param(p, "top_n_tokens", 0) > 0:  # top tokens come only in the final line's details
+                    line["details"]["top_tokens"] = top_tokens(gen, p["top_n_tokens"])
         lines.append(dumps(line) + b"\n")
     return Output(JSONLINES, lines, prompt_tokens, len(dicts), streamed=True, error_line=stream_error_line)
 

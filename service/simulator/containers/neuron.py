@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.simulator.containers import lmi_format
-from service.simulator.containers.base import Invocation, Output, param
+from service.simulator.containers import lmi_chat, lmi_format
+from service.simulator.containers.base import Invocation, Output, param, render_messages
 from service.simulator.containers.lmi import DEFAULT_MAX_NEW_TOKENS, check_request, load_body
-from service.simulator.textgen import count_tokens, generate
+from service.simulator.containers.meta_tools import respond
+from service.simulator.textgen import count_tokens
 
 
 def _check_sampling(p: dict[str, Any]) -> None:
@@ -30,9 +31,26 @@ def _check_sampling(p: dict[str, Any]) -> None:
         raise lmi_format.error(f"`top_p` has to be a float > 0 and < 1, but is {top_p}")
 
 
+def _chat(inv: Invocation, body: dict[str, Any]) -> Output:
+    """Chat through LMI's generic chat parser (section 1.5): its ``ChatProperties`` has no ``tools`` field, so
+    ``tools`` / ``tool_choice`` are dropped without an error, and ``content`` must be a string or a list."""
+    for m in body["messages"]:
+        if not isinstance(m, dict) or not isinstance(m.get("content"), str | list):
+            raise lmi_format.error("1 validation error for ChatProperties: messages.content: Input should be a "
+                                   "valid string or list")
+    plain = {k: v for k, v in body.items() if k not in ("tools", "tool_choice")}
+    prompt = render_messages(plain["messages"])
+    prompt_tokens = min(count_tokens(prompt), inv.endpoint.max_total_tokens)
+    room = inv.endpoint.max_total_tokens - prompt_tokens
+    budget = max(1, min(param(plain, "max_tokens", DEFAULT_MAX_NEW_TOKENS), room))
+    return lmi_chat.answer(inv, plain, prompt, budget, 0, [])
+
+
 class Neuron:
     def handle(self, inv: Invocation) -> Output:
         body = load_body(inv)
+        if "inputs" not in body and isinstance(body.get("messages"), list):
+            return _chat(inv, body)
         prompt, p, stream = check_request(body)
         max_new = param(p, "max_new_tokens", DEFAULT_MAX_NEW_TOKENS)
         if max_new < 1:
@@ -44,9 +62,9 @@ class Neuron:
         prompt_tokens = min(count_tokens(prompt), n_positions)  # prefill slices input_ids to n_positions
         budget = max(1, min(max_new, n_positions - prompt_tokens))
         seed = (p["seed"] if p.get("seed") is not None else inv.random_seed()) if sampling else 0
-        gen = generate(prompt, seed=seed, max_new_tokens=budget)  # string stops are dropped by TNX
+        gen = respond(prompt, seed=seed, max_new_tokens=budget, fault=inv.tool_fault)  # string stops are dropped
         # Only the LMI keys TNX honours reach the formatter: no prefill, no extra sequences.
-        shown = {k: p[k] for k in ("details", "return_full_text") if k in p}
+        shown: dict[str, Any] = {k: p[k] for k in ("details", "return_full_text") if k in p}
         if stream:
             return lmi_format.stream(gen, prompt, shown, prompt_tokens)
         return lmi_format.response([gen], prompt, shown, prompt_tokens)

@@ -9,10 +9,10 @@ Finish reasons use the OpenAI names (``eos_token`` and ``stop_sequence`` → ``s
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
+from service.simulator.containers import tgi_chat, tgi_grammar, tgi_tools
 from service.simulator.containers.base import (
     ContainerError,
     Invocation,
@@ -25,15 +25,15 @@ from service.simulator.containers.base import (
     is_strs,
     is_uint,
     param,
-    render_messages,
     wrong_type,
 )
+from service.simulator.containers.tgi_chat import DONE as _DONE
+from service.simulator.containers.tgi_chat import openai_error as _openai_error
 from service.simulator.containers.tgi_rules import SSE, Invalid, Plan, sse, validate, validation_body
+from service.simulator.model import SimEndpoint
 from service.simulator.textgen import Generation, count_tokens, generate
 
-FINGERPRINT = "3.3.7-native"
 _OPENAI_FINISH = {"eos_token": "stop", "stop_sequence": "stop", "length": "length"}
-_DONE = b"data: [DONE]\n\n"
 
 _COMMON_TYPES: dict[str, Callable[[Any], bool]] = {
     "model": is_str, "max_tokens": is_uint, "max_completion_tokens": is_uint, "temperature": is_num,
@@ -43,22 +43,39 @@ _COMMON_TYPES: dict[str, Callable[[Any], bool]] = {
 }
 
 
+def _valid_call(call: Any) -> bool:
+    if not is_dict(call) or not is_dict(call.get("function")):
+        return False
+    function = call["function"]
+    return is_str(call.get("id")) and is_str(function.get("name")) and ("arguments" in function
+                                                                       or "parameters" in function)
+
+
 def _valid_message(m: Any) -> bool:
-    return is_dict(m) and is_str(m.get("role")) and (m.get("content") is None or is_str(m["content"])
-                                                    or isinstance(m["content"], list))
+    """TGI's ``MessageBody``: ``content`` (a string or a list of parts), or ``tool_calls`` (then ``content``
+    may be null or absent)."""
+    if not is_dict(m) or not is_str(m.get("role")):
+        return False
+    content, calls = m.get("content"), m.get("tool_calls")
+    if is_str(content) or (isinstance(content, list) and all(is_dict(p) for p in content)):
+        return True
+    return isinstance(calls, list) and bool(calls) and all(_valid_call(c) for c in calls)
 
 
-def parse_chat(body: dict[str, Any]) -> dict[str, Any] | None:
+def parse_chat(body: dict[str, Any], endpoint: SimEndpoint) -> dict[str, Any] | None:
     messages = body.get("messages")
     if not isinstance(messages, list) or not all(_valid_message(m) for m in messages):
         return None
     stop = body.get("stop")
     if wrong_type(body, _COMMON_TYPES) or not (stop is None or is_strs(stop)):
         return None
+    fmt = body.get("response_format")
+    if tgi_tools.parse(body) is False or (fmt is not None and not tgi_grammar.deserializes(endpoint, fmt)):
+        return None
     return body
 
 
-def parse_completion(body: dict[str, Any]) -> dict[str, Any] | None:
+def parse_completion(body: dict[str, Any], endpoint: SimEndpoint) -> dict[str, Any] | None:
     prompt = body.get("prompt")
     if not (is_str(prompt) or (is_strs(prompt) and prompt)) or wrong_type(body, _COMMON_TYPES):
         return None
@@ -83,14 +100,14 @@ def _generate_params(body: dict[str, Any]) -> dict[str, Any]:
     return p
 
 
-def _plan(inv: Invocation, body: dict[str, Any], prompt: str) -> Plan:
+def _plan(inv: Invocation, body: dict[str, Any], prompt: str, extra_tokens: int = 0) -> Plan:
     stream = bool(body.get("stream", False))
-    return validate(_generate_params(body), prompt, inv.endpoint.max_total_tokens, stream, inv.random_seed)
+    return validate(_generate_params(body), prompt, inv.endpoint.max_total_tokens, stream, inv.random_seed,
+                    max_top_n=inv.endpoint.max_top_n_tokens, extra_tokens=extra_tokens)
 
 
 def _envelope(obj: str, inv: Invocation) -> dict[str, Any]:
-    return {"id": "", "object": obj, "created": int(time.time()), "model": inv.endpoint.name,
-            "system_fingerprint": FINGERPRINT}
+    return tgi_chat.envelope(obj, inv)
 
 
 def _usage(prompt_tokens: int, gens: list[Generation]) -> dict[str, int]:
@@ -107,38 +124,13 @@ def _invalid(inv: Invocation, body: dict[str, Any], exc: Invalid, prompt: str) -
 
 
 def answer_chat(inv: Invocation, body: dict[str, Any]) -> Output:
-    prompt = render_messages(body["messages"])
-    try:
-        plan = _plan(inv, body, prompt)
-    except Invalid as exc:
+    def plan_for(prompt: str, extra_tokens: int) -> Plan:
+        return _plan(inv, body, prompt, extra_tokens)
+
+    def invalid(exc: Invalid, prompt: str) -> Output:
         return _invalid(inv, body, exc, prompt)
-    gen = generate(prompt, seed=plan.generation_seed, max_new_tokens=plan.max_new_tokens, stop=plan.stop)
-    if body.get("stream"):
-        return _chat_stream(inv, body, gen, plan)
-    result = _envelope("chat.completion", inv)
-    result["choices"] = [{"index": 0, "message": {"role": "assistant", "content": gen.text}, "logprobs": None,
-                          "finish_reason": _OPENAI_FINISH[gen.finish]}]
-    result["usage"] = _usage(plan.input_length, [gen])
-    return Output("application/json", [dumps(result)], plan.input_length, len(gen.tokens))
 
-
-def _chat_stream(inv: Invocation, body: dict[str, Any], gen: Generation, plan: Plan) -> Output:
-    base = _envelope("chat.completion.chunk", inv)
-    chunks = []
-    for i, tok in enumerate(gen.tokens):
-        last = i == len(gen.tokens) - 1
-        delta = {"role": "assistant", "content": "" if tok.special else tok.text}
-        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": _OPENAI_FINISH[gen.finish] if last
-                  else None}
-        chunks.append(sse({**base, "choices": [choice], "usage": None}))
-    if param(param(body, "stream_options", {}), "include_usage", False):
-        chunks.append(sse({**base, "choices": [], "usage": _usage(plan.input_length, [gen])}))
-    chunks.append(_DONE)
-    return Output(SSE, chunks, plan.input_length, len(gen.tokens), streamed=True, error_line=_openai_error)
-
-
-def _openai_error(message: str) -> bytes:
-    return sse({"error": {"message": message, "http_status_code": 422}})
+    return tgi_chat.answer(inv, body, plan_for, invalid)
 
 
 def answer_completion(inv: Invocation, body: dict[str, Any]) -> Output:

@@ -52,21 +52,22 @@ class Plan:
         return 0 if self.seed is None else self.seed
 
 
-def validate(p: dict[str, Any], prompt: str, max_total: int, stream: bool, random_seed: Callable[[], int]) -> Plan:
-    """TGI's ``validate`` in its order; raises Invalid with TGI's message."""
+def validate(p: dict[str, Any], prompt: str, max_total: int, stream: bool, random_seed: Callable[[], int], *,
+             max_top_n: int = MAX_TOP_N_TOKENS, extra_tokens: int = 0) -> Plan:
+    """TGI's ``validate`` in its order; raises Invalid with TGI's message. ``extra_tokens``: image tokens."""
     sampling = _is_sampling(p)
     _check_best_of(p, sampling, stream)
     _check_ranges(p)
     stop = param(p, "stop", [])
     if len(stop) > MAX_STOP_SEQUENCES:
         raise Invalid(f"`stop` supports up to {MAX_STOP_SEQUENCES} stop sequences. Given: {len(stop)}")
-    if param(p, "top_n_tokens", 0) > MAX_TOP_N_TOKENS:
-        raise Invalid(f"`top_n_tokens` must be >= 0 and <= {MAX_TOP_N_TOKENS}. Given: {p['top_n_tokens']}")
+    if param(p, "top_n_tokens", 0) > max_top_n:
+        raise Invalid(f"`top_n_tokens` must be >= 0 and <= {max_top_n}. Given: {p['top_n_tokens']}")
     if stream and param(p, "decoder_input_details", False):
         raise Invalid("`decoder_input_details` == true is not supported when streaming tokens")
     if not prompt:
         raise Invalid("`inputs` cannot be empty")
-    input_length = _input_length(p, prompt, max_total - 1)
+    input_length = _input_length(p, prompt, max_total - 1, extra_tokens)
     max_new = param(p, "max_new_tokens")
     if max_new is not None and input_length + max_new > max_total:
         raise Invalid(f"`inputs` tokens + `max_new_tokens` must be <= {max_total}. "
@@ -111,8 +112,8 @@ def _check_ranges(p: dict[str, Any]) -> None:
         raise Invalid("`max_new_tokens` must be strictly positive")
 
 
-def _input_length(p: dict[str, Any], prompt: str, max_input: int) -> int:
-    n = count_tokens(prompt)
+def _input_length(p: dict[str, Any], prompt: str, max_input: int, extra_tokens: int) -> int:
+    n = count_tokens(prompt) + extra_tokens
     truncate = p.get("truncate")
     if truncate is not None:
         if truncate == 0 or truncate > max_input:
@@ -142,3 +143,6 @@ def token_json(t: Tok) -> dict[str, Any]:
     return {"id": t.id, "text": t.text, "logprob": t.logprob, "special": t.special}
 
 
+def top_tokens(t: Tok, n: int) -> list[Tok]:
+    """The chosen token first, then made-up runners-up with lower logprobs."""
+    return [t, *(Tok(t.id + k, f"{t.text}{k}", round(t.logprob - k, 4)) for k in range(1, n))]
