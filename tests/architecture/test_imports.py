@@ -14,7 +14,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("service.config",),                                            # the config file (knows schema names)
     ("service.pipeline", "service.tenancy"),                        # routing, attempts, streams; auth and limits
     ("service.runtime",),                                           # the typed application state
-    ("service.api",),                                               # HTTP in and out
+    ("service.api", "service.protocol"),                            # HTTP in and out
     ("service.app", "service.server", "service.discover"),          # composition, processes, tools
     ("service.cli",),                                               # the command line
     ("service.__main__", "service"),                                # `python -m service`, the package itself
