@@ -71,6 +71,20 @@ _OPTIONAL_PARAMS = tuple(
 
 
 @dataclass(frozen=True, slots=True)
+class TokenLogprob:
+    """One generated token's log-probability and, when asked for, its most likely alternatives (`top`,
+    best first, each with an empty `top`). `bytes` in the OpenAI shape is the UTF-8 of `token`."""
+
+    token: str
+    logprob: float
+    top: tuple[TokenLogprob, ...] = ()
+
+
+#: a request's `metadata` (OpenAI: up to 16 string pairs), kept for the request log line
+Metadata = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class GenerationRequest:
     """One validated request. Exactly one of `prompt` and `messages` is set.
 
@@ -87,6 +101,9 @@ class GenerationRequest:
     include_usage: bool = False
     request_id: str = ""
     timeout_s: float | None = None  # the client's own deadline (x-jumpgate-timeout-s); can only shorten
+    logprobs: bool = False  # per-token log-probabilities wanted in the answer
+    top_logprobs: int = 0   # alternatives per token (0: the chosen token only)
+    metadata: Metadata = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +111,7 @@ class Choice:
     text: str
     finish_reason: FinishReason | None  # None: the container does not report one
     index: int = 0
+    logprobs: tuple[TokenLogprob, ...] | None = None  # None: the answer carried no token data
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +163,7 @@ class TokenDelta:
 
     text: str
     index: int = 0
+    logprobs: tuple[TokenLogprob, ...] = ()  # the tokens this delta's text came from, when asked for
 
 
 @dataclass(frozen=True, slots=True)

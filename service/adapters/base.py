@@ -12,6 +12,7 @@ from typing import Any, Protocol, TypeGuard
 
 import orjson
 
+from service.adapters.logprobs import TokenTable
 from service.adapters.params import Rules, Sampling, WireParams
 from service.canonical import Choice, Decoded, FinishReason, GenerationRequest, StreamEvent
 from service.errors import UpstreamModelError, UpstreamStreamError, redact
@@ -29,6 +30,8 @@ class Adapter(Protocol):
     can_stream: bool
     #: whether non-streaming answers carry exact prompt and completion counts (usage source `backend`)
     reports_counts: bool
+    #: the token log-probabilities its answers carry, per container variant (empty: none)
+    token_data: TokenTable
 
     def encode(self, req: GenerationRequest, spec: PromptSpec, wire: WireParams) -> Payload:
         """Build the container payload. `wire.values` holds the normalized parameters under wire names."""
@@ -36,6 +39,11 @@ class Adapter(Protocol):
 
     def decode(self, raw: RawResponse) -> Decoded:
         """Parse a non-streaming answer. Raises UpstreamModelError on a shape it does not know."""
+        ...
+
+    def decode_logprobs(self, raw: RawResponse) -> Decoded:
+        """`decode`, with each choice's token log-probabilities (asked for only by requests that want them:
+        reading every token costs time on the common path)."""
         ...
 
 
@@ -51,6 +59,9 @@ def streams(adapter: Adapter) -> TypeGuard[StreamingAdapter]:
 
 
 class StreamDecoder(Protocol):
+    #: set before the first `feed` when the request wants token log-probabilities on its deltas
+    with_logprobs: bool
+
     def feed(self, data: bytes) -> list[StreamEvent]:
         """Take the next PayloadPart bytes (cut anywhere) and return the events now complete. An error met
         after events in the same bytes is raised by the next `feed` or `close`, after those events."""

@@ -45,6 +45,7 @@ class JsonLineDecoder(ABC):
     schema = "container"
 
     def __init__(self) -> None:
+        self.with_logprobs = False  # set by the pipeline when the request wants token log-probabilities
         self._lines = LineBuffer()
         self.done = False  # saw `data: [DONE]`
         self._failure: UpstreamStreamError | None = None  # an error line met after events of the same feed

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from service.adapters.base import json_payload, load_json, shape_error, text_choice
+from service.adapters.logprobs import TokenTable
 from service.adapters.params import (
     BEST_EFFORT,
     EMULATED,
@@ -38,6 +39,7 @@ class JumpStartAdapter:
     name = "jumpstart"
     can_stream = False
     reports_counts = False  # no token counts: the gateway counts them
+    token_data: TokenTable = {}  # no token data either (openai-surface.md 3.4)
     sampling = Sampling(greedy={"temperature": GREEDY_TEMPERATURE}, sample={})
     rules: Rules = {
         "max_new_tokens": native("max_new_tokens", Range(lo=1)),
@@ -58,6 +60,9 @@ class JumpStartAdapter:
     def encode(self, req: GenerationRequest, spec: PromptSpec, wire: WireParams) -> Payload:
         messages = req.messages if req.messages is not None else (Message("user", req.prompt or ""),)
         return json_payload({"inputs": [dialog(messages)], "parameters": wire.values})
+
+    def decode_logprobs(self, raw: RawResponse) -> Decoded:
+        return self.decode(raw)  # no token data to read
 
     def decode(self, raw: RawResponse) -> Decoded:
         data = load_json(raw, self.name)

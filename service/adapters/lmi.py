@@ -4,10 +4,14 @@ Wire facts (wire-formats.md 3.1, 3.2): stop strings are `stop_sequences`; `n` an
 only without streaming; temperature 0..2. `do_sample` is always sent because its default flipped
 between LMI 0.31 and 0.32. The answer is an object (a list with `OPTION_TGI_COMPAT`); both are read.
 One invalid request can fail a whole rolling batch (3.3), so ranges are checked here before sending.
+Token logprobs come in `details.tokens` (`log_prob`, `special_token`), alternatives from `top_n_tokens` in
+`details.top_tokens`; streams carry the chosen token's logprob per line but alternatives only in the last line,
+and in async mode `top_n_tokens` would become vLLM's `n`, so it is never sent there (openai-surface.md 3.3).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from service.adapters.base import (
@@ -20,6 +24,7 @@ from service.adapters.base import (
     text_choice,
 )
 from service.adapters.decoders import JsonLineDecoder
+from service.adapters.logprobs import ANY, TokenData, TokenTable, from_details, from_token
 from service.adapters.params import UNSUPPORTED, Range, Rules, Sampling, WireParams, native
 from service.canonical import Choice, Decoded, GenerationRequest, StreamEnd, StreamEvent, TokenDelta
 from service.errors import UpstreamModelError, redact
@@ -35,6 +40,8 @@ class LmiAdapter:
     reports_counts = True  # prompt and completion tokens in every non-streaming answer
     #: vLLM / lmi-dist report prompt tokens in `details.prefill` when asked; NeuronX does not take it
     prefill_details = True
+    #: vLLM's max_logprobs (20 unless launched otherwise; openai-surface.md marks the default unverified)
+    token_data: TokenTable = {ANY: TokenData(20, launch_option=True, stream_top=False), "lmi-async": TokenData(0)}
     sampling = Sampling(greedy={"do_sample": False}, sample={"do_sample": True})
     rules: Rules = {
         "max_new_tokens": native("max_new_tokens", Range(lo=1)),
@@ -56,12 +63,20 @@ class LmiAdapter:
         parameters: dict[str, Any] = {**wire.values, "details": True, "return_full_text": False}
         if self.prefill_details and not req.stream:
             parameters["decoder_input_details"] = True
+        if req.logprobs and req.top_logprobs:
+            parameters["top_n_tokens"] = req.top_logprobs
         body: dict[str, Any] = {"inputs": render_text(req, spec), "parameters": parameters}
         if req.stream:
             body["stream"] = True
         return json_payload(body)
 
     def decode(self, raw: RawResponse) -> Decoded:
+        return self._decode(raw, logprobs=False)
+
+    def decode_logprobs(self, raw: RawResponse) -> Decoded:
+        return self._decode(raw, logprobs=True)
+
+    def _decode(self, raw: RawResponse, *, logprobs: bool) -> Decoded:
         data = load_json(raw, self.name)
         items = data if isinstance(data, list) else [data]
         if not items or not all(isinstance(item, dict) for item in items):
@@ -76,17 +91,15 @@ class LmiAdapter:
             # n > 1 / beams: the best sequence, then the others in `details.best_of_sequences` (djl's best-of
             # formatter); also accepted: a list of texts in one object, or one object per sequence
             for text in texts if isinstance(texts, list) else [texts]:
-                choices.append(text_choice(text, details.get("finish_reason"), self.name, len(choices)))
+                choices.append(_choice(text, details, len(choices), logprobs))
             for seq in details.get("best_of_sequences") or ():
-                choices.append(text_choice(seq.get("generated_text"), seq.get("finish_reason"), self.name,
-                                           len(choices)))
+                choices.append(_choice(seq.get("generated_text"), seq, len(choices), logprobs))
                 completion += int_or_none(seq.get("generated_tokens")) or 0
             completion += int_or_none(details.get("generated_tokens")) or 0
             prompt = prompt or len(details.get("prefill") or []) or None
         counted = all(int_or_none((item.get("details") or {}).get("generated_tokens")) is not None
                       for item in items)
         return Decoded(tuple(choices), prompt_tokens=prompt, completion_tokens=completion if counted else None)
-
 
     def stream_decoder(self) -> LmiStream:
         return LmiStream()
@@ -105,12 +118,20 @@ class LmiStream(JsonLineDecoder):
         text = token.get("text")
         out: list[StreamEvent] = []
         if isinstance(text, str) and text and not (token.get("special_token") or token.get("special")):
-            out.append(TokenDelta(text))
+            entry = from_token(token) if self.with_logprobs else None
+            out.append(TokenDelta(text, logprobs=(entry,) if entry else ()))
         out.extend(TokenDelta(t) for t in obj.get("outputs") or () if isinstance(t, str) and t)
         if obj.get("generated_text") is not None or obj.get("details"):
             out.append(StreamEnd(finish_reason(details.get("finish_reason")), int_or_none(details.get("input_length")),
                                  int_or_none(details.get("generated_tokens"))))
         return out
+
+
+def _choice(text: Any, details: dict[str, Any], index: int, logprobs: bool) -> Choice:
+    choice = text_choice(text, details.get("finish_reason"), "lmi", index)
+    if not logprobs:
+        return choice
+    return replace(choice, logprobs=from_details(details.get("tokens"), details.get("top_tokens")))
 
 
 def _raise_on_error(item: dict[str, Any], details: dict[str, Any], *, stream: bool = False) -> None:

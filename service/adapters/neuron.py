@@ -5,11 +5,13 @@ Same payload and answer as `lmi` (composition: the LMI adapter with other rules)
 string stop sequences (the gateway cuts the output instead), has no beams, no frequency penalty and
 one sequence per request (n > 1 is fanned out). Prompts over the compiled `n_positions` budget are
 silently cut by the container, so the router checks the endpoint's `context_length` before sending.
+`details.tokens` carry logprobs, but TNX takes no `top_n_tokens` (openai-surface.md 3.4): no alternatives.
 """
 
 from __future__ import annotations
 
 from service.adapters.lmi import LmiAdapter
+from service.adapters.logprobs import ANY, TokenData, TokenTable
 from service.adapters.params import EMULATED, UNSUPPORTED, Range, Rules, native
 
 
@@ -17,6 +19,7 @@ class NeuronAdapter(LmiAdapter):
     name = "neuron"
     prefill_details = False
     reports_counts = False  # generated tokens only: the prompt is counted locally
+    token_data: TokenTable = {ANY: TokenData(0)}
     rules: Rules = {
         "max_new_tokens": native("max_new_tokens", Range(lo=1)),
         "temperature": native("temperature", Range(0, lo_open=True), sampling_only=True),

@@ -5,6 +5,9 @@ Chat requests send `messages`; completions and native requests send `prompt`. Gr
 0 (TGI maps it to do_sample false); top_p 1 is never sent (TGI still rejects it here); at most 4
 stop strings; TGI ignores `n`, so n > 1 is fanned out. TGI reads any `model` other than "tgi" as a
 LoRA adapter id, so "tgi" is sent. Usage is always present in non-streaming answers.
+Logprobs (openai-surface.md 3.2, 3.3): TGI caps `top_logprobs` at MAX_TOP_N_TOKENS (5) and includes special tokens;
+LMI's rolling-batch chat returns one alternative whatever was asked, in a malformed shape that is repaired;
+LMI async mode is vLLM's own OpenAI server.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from service.adapters.base import (
     stream_failure,
 )
 from service.adapters.decoders import JsonLineDecoder
+from service.adapters.logprobs import ANY, TokenData, TokenTable, from_openai
 from service.adapters.params import (
     EMULATED,
     UNSUPPORTED,
@@ -41,6 +45,8 @@ class OpenAICompatAdapter:
     name = "openai"
     can_stream = True
     reports_counts = True  # prompt and completion tokens in every non-streaming answer
+    token_data: TokenTable = {ANY: TokenData(5, launch_option=True), "lmi": TokenData(1),
+                              "lmi-async": TokenData(20, launch_option=True)}
     sampling = Sampling(greedy={"temperature": 0}, sample={})
     rules: Rules = {
         "max_new_tokens": native("max_tokens", Range(lo=1)),
@@ -64,19 +70,29 @@ class OpenAICompatAdapter:
             body["messages"] = [{"role": m.role, "content": m.content} for m in req.messages]
         else:
             body["prompt"] = req.prompt or ""
+        if req.logprobs:
+            body["logprobs"] = True
+            if req.top_logprobs:
+                body["top_logprobs"] = req.top_logprobs
         if req.stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
         return json_payload(body)
 
     def decode(self, raw: RawResponse) -> Decoded:
+        return self._decode(raw, logprobs=False)
+
+    def decode_logprobs(self, raw: RawResponse) -> Decoded:
+        return self._decode(raw, logprobs=True)
+
+    def _decode(self, raw: RawResponse, *, logprobs: bool) -> Decoded:
         data = load_json(raw, self.name)
         choices = data.get("choices") if isinstance(data, dict) else None
         if not isinstance(choices, list) or not choices:
             raise shape_error(self.name, 'a chat.completion or text_completion with "choices"')
         usage = data.get("usage") or {}
         return Decoded(
-            choices=tuple(_choice(c, i) for i, c in enumerate(choices)),
+            choices=tuple(_choice(c, i, logprobs) for i, c in enumerate(choices)),
             prompt_tokens=int_or_none(usage.get("prompt_tokens")),
             completion_tokens=int_or_none(usage.get("completion_tokens")),
         )
@@ -105,7 +121,8 @@ class OpenAIStream(JsonLineDecoder):
             text = delta.get("content") if isinstance(delta, dict) else item.get("text")
             index = int_or_none(item.get("index")) or 0
             if isinstance(text, str) and text:
-                out.append(TokenDelta(text, index))
+                entries = from_openai(item.get("logprobs")) if self.with_logprobs else None
+                out.append(TokenDelta(text, index, entries or ()))
             if item.get("finish_reason"):
                 self._finish[index] = finish_reason(item["finish_reason"])
         if isinstance(obj.get("usage"), dict):
@@ -120,11 +137,12 @@ class OpenAIStream(JsonLineDecoder):
                           int_or_none(usage.get("completion_tokens")))]
 
 
-def _choice(item: Any, position: int) -> Choice:
+def _choice(item: Any, position: int, logprobs: bool) -> Choice:
     if not isinstance(item, dict):
         raise shape_error("openai", "choices as objects")
     message = item.get("message")
     text = message.get("content") if isinstance(message, dict) else item.get("text")
     index = int_or_none(item.get("index"))
     return Choice(text=text if isinstance(text, str) else "", finish_reason=finish_reason(item.get("finish_reason")),
-                  index=position if index is None else index)
+                  index=position if index is None else index,
+                  logprobs=from_openai(item.get("logprobs")) if logprobs else None)

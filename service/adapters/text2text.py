@@ -8,6 +8,7 @@ Wire facts (wire-formats.md 5): parameters sit at the top level of the JSON body
 from __future__ import annotations
 
 from service.adapters.base import json_payload, load_json, shape_error, text_choice
+from service.adapters.logprobs import TokenTable
 from service.adapters.params import EMULATED, UNSUPPORTED, Range, Rules, Sampling, WireParams, native
 from service.canonical import Decoded, GenerationRequest
 from service.errors import InvalidParam
@@ -21,6 +22,7 @@ class Text2TextAdapter:
     name = "text2text"
     can_stream = False
     reports_counts = False  # no token counts: the gateway counts them
+    token_data: TokenTable = {}  # no token data either (openai-surface.md 3.4)
     sampling = Sampling(greedy={"do_sample": False}, sample={"do_sample": True})
     rules: Rules = {
         "max_new_tokens": native("max_length", Range(lo=1)),
@@ -48,6 +50,9 @@ class Text2TextAdapter:
             raise InvalidParam("n > 1 on a text2text endpoint needs sampling (temperature > 0) "
                                f"or num_beams >= {n}", param="n")
         return json_payload({"text_inputs": render_text(req, spec), **wire.values})
+
+    def decode_logprobs(self, raw: RawResponse) -> Decoded:
+        return self.decode(raw)  # no token data to read
 
     def decode(self, raw: RawResponse) -> Decoded:
         data = load_json(raw, self.name)

@@ -4,11 +4,14 @@ Wire facts (wire-formats.md 2.2, 2.3): temperature must be > 0 and top_p strictl
 greedy is `do_sample: false` with no temperature and top_p 1 is never sent; at most 4 stop strings;
 no beams; `best_of` returns a single text, so n > 1 is fanned out by the gateway. `/invocations`
 defaults `return_full_text` to true for text-generation models, so it is always sent as false.
-`details` (+ `decoder_input_details` when not streaming) are requested so token counts are exact.
+`details` (+ `decoder_input_details` when not streaming) are requested so token counts are exact; they carry
+each token's logprob, and `top_n_tokens` (at most MAX_TOP_N_TOKENS, 5 by default) adds alternatives
+(openai-surface.md 3.2).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from service.adapters.base import (
@@ -21,6 +24,7 @@ from service.adapters.base import (
     text_choice,
 )
 from service.adapters.decoders import JsonLineDecoder
+from service.adapters.logprobs import ANY, TokenData, TokenTable, from_details, from_token
 from service.adapters.params import EMULATED, UNSUPPORTED, Range, Rules, Sampling, WireParams, native
 from service.canonical import Decoded, GenerationRequest, StreamEnd, StreamEvent, TokenDelta
 from service.prompts.render import PromptSpec, render_text
@@ -33,6 +37,7 @@ class TgiAdapter:
     name = "tgi"
     can_stream = True
     reports_counts = True  # prompt and completion tokens in every non-streaming answer
+    token_data: TokenTable = {ANY: TokenData(5, launch_option=True)}
     sampling = Sampling(greedy={"do_sample": False}, sample={"do_sample": True})
     rules: Rules = {
         "max_new_tokens": native("max_new_tokens", Range(lo=1)),
@@ -56,21 +61,31 @@ class TgiAdapter:
         }
         if not req.stream:
             parameters["decoder_input_details"] = True
+        if req.logprobs and req.top_logprobs:
+            parameters["top_n_tokens"] = req.top_logprobs
         return json_payload({"inputs": render_text(req, spec), "parameters": parameters, "stream": req.stream})
 
     def decode(self, raw: RawResponse) -> Decoded:
+        return self._decode(raw, logprobs=False)
+
+    def decode_logprobs(self, raw: RawResponse) -> Decoded:
+        return self._decode(raw, logprobs=True)
+
+    def _decode(self, raw: RawResponse, *, logprobs: bool) -> Decoded:
         data = load_json(raw, self.name)
         item = data[0] if isinstance(data, list) and data else data
         if not isinstance(item, dict):
             raise shape_error(self.name, '[{"generated_text": ...}]')
         details = item.get("details") or {}
         prefill = details.get("prefill") or []
+        choice = text_choice(item.get("generated_text"), details.get("finish_reason"), self.name)
+        if logprobs:
+            choice = replace(choice, logprobs=from_details(details.get("tokens"), details.get("top_tokens")))
         return Decoded(
-            choices=(text_choice(item.get("generated_text"), details.get("finish_reason"), self.name),),
+            choices=(choice,),
             prompt_tokens=len(prefill) or None,  # TGI 3.x may return an empty prefill: count unknown
             completion_tokens=int_or_none(details.get("generated_tokens")),
         )
-
 
     def stream_decoder(self) -> TgiStream:
         return TgiStream()
@@ -88,7 +103,8 @@ class TgiStream(JsonLineDecoder):
         text = token.get("text")
         out: list[StreamEvent] = []
         if isinstance(text, str) and text and not token.get("special"):
-            out.append(TokenDelta(text))
+            entry = from_token(token, obj.get("top_tokens")) if self.with_logprobs else None
+            out.append(TokenDelta(text, logprobs=(entry,) if entry else ()))
         if obj.get("generated_text") is not None:  # only the final event carries it
             details = obj.get("details") or {}
             out.append(StreamEnd(finish_reason(details.get("finish_reason")),

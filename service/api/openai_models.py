@@ -1,23 +1,33 @@
 """OpenAI and native wire models, each converting itself to the canonical `GenerationRequest`.
 
 Canonical ranges (OpenAI semantics) are checked here; per-endpoint ranges and support come later
-from the adapter's rules. `extra="forbid"`: an unknown field is a 400 naming it.
+from the adapter's rules. `extra="forbid"`: an unknown field is a 400 naming it. Fields OpenAI clients send at
+their default values (`store: false`, ...) are screened by `default_only` (service/api/defaults.py).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Annotated, Any, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from service.canonical import GenerationRequest, Message, SamplingParams
+from service.api import defaults
+from service.api.defaults import Default
+from service.canonical import GenerationRequest, Message, Metadata, SamplingParams
 from service.errors import InvalidParam
 
 MAX_STOP = 16
 MAX_N = 16
+MAX_TOP_LOGPROBS = 20       # OpenAI's range for chat `top_logprobs`
+MAX_LEGACY_LOGPROBS = 5     # and for the legacy completions `logprobs`
+MAX_ID = 256                # `user`, `safety_identifier`: ids, never forwarded
+MAX_METADATA = 16           # OpenAI: up to 16 pairs, keys up to 64 and values up to 512 characters
 
 PosInt = Annotated[int, Field(ge=1)]
+MetadataKey = Annotated[str, Field(min_length=1, max_length=64)]
+MetadataValue = Annotated[str, Field(max_length=512)]
 Penalty = Annotated[float, Field(ge=-2, le=2)]
 
 
@@ -28,6 +38,9 @@ class _Strict(BaseModel):
 
 class WireRequest(_Strict, ABC):
     """A request body of one API; it converts itself to the canonical request."""
+
+    #: OpenAI fields served only at their default value (service/api/defaults.py); screened before validation
+    default_only: ClassVar[Mapping[str, Default]] = {}
 
     @abstractmethod
     def to_canonical(self, request_id: str) -> GenerationRequest: ...
@@ -80,18 +93,11 @@ class _OpenAICommon(_Sampling, WireRequest):
     n: Annotated[int, Field(ge=1, le=MAX_N)] = 1
     stream: bool = False
     stream_options: StreamOptions | None = None
-    user: str | None = None  # an end-user id for abuse tracking upstream; accepted, not forwarded
-    logprobs: Any = None
-    logit_bias: dict[str, float] | None = None
+    user: Annotated[str, Field(max_length=MAX_ID)] | None = None  # an end-user id; accepted, not forwarded
+    metadata: Annotated[dict[MetadataKey, MetadataValue], Field(max_length=MAX_METADATA)] | None = None
 
-    @model_validator(mode="after")
-    def _neutral_only(self) -> _OpenAICommon:
-        if self.logprobs not in (None, False, 0):
-            raise InvalidParam("`logprobs` is not supported by jumpgate yet: remove it", param="logprobs")
-        if self.logit_bias:
-            raise InvalidParam("`logit_bias` is not supported by SageMaker LLM containers: remove it",
-                               param="logit_bias")
-        return self
+    def _metadata(self) -> Metadata:
+        return tuple(sorted(self.metadata.items())) if self.metadata else ()
 
     def _max_new(self, *aliases: int | None) -> int | None:
         given = [v for v in (self.max_tokens, self.max_new_tokens, *aliases) if v is not None]
@@ -123,7 +129,11 @@ class ChatCompletionRequest(_OpenAICommon):
     tools: list[Any] | None = None
     tool_choice: Any = None
     parallel_tool_calls: bool | None = None
-    top_logprobs: int | None = None
+    logprobs: bool | None = None
+    top_logprobs: Annotated[int, Field(ge=0, le=MAX_TOP_LOGPROBS)] | None = None
+    safety_identifier: Annotated[str, Field(max_length=MAX_ID)] | None = None  # like `user`: not forwarded
+
+    default_only: ClassVar[Mapping[str, Default]] = defaults.CHAT
 
     @model_validator(mode="after")
     def _no_tools(self) -> ChatCompletionRequest:
@@ -132,8 +142,9 @@ class ChatCompletionRequest(_OpenAICommon):
         if self.response_format not in (None, {"type": "text"}):
             raise InvalidParam("`response_format` other than text is not supported yet: remove it",
                                param="response_format")
-        if self.top_logprobs:
-            raise InvalidParam("`top_logprobs` is not supported by jumpgate yet: remove it", param="top_logprobs")
+        if self.top_logprobs and not self.logprobs:
+            raise InvalidParam("`top_logprobs` needs `logprobs` true: set it, or leave top_logprobs out",
+                               param="top_logprobs")
         return self
 
     def to_canonical(self, request_id: str) -> GenerationRequest:
@@ -141,6 +152,7 @@ class ChatCompletionRequest(_OpenAICommon):
             model=self.model, api="chat", params=self.sampling(self._max_new(self.max_completion_tokens), self.n),
             messages=tuple(m.canonical() for m in self.messages), stream=self.stream,
             include_usage=bool(self.stream_options and self.stream_options.include_usage), request_id=request_id,
+            logprobs=bool(self.logprobs), top_logprobs=self.top_logprobs or 0, metadata=self._metadata(),
         )
 
 
@@ -149,9 +161,10 @@ NonEmpty = Annotated[str, Field(min_length=1)]  # containers reject an empty pro
 
 class CompletionRequest(_OpenAICommon):
     prompt: NonEmpty | list[NonEmpty]
-    echo: Literal[False] = False
-    suffix: None = None
-    best_of: Literal[1] | None = None
+    #: the legacy shape: alternatives per token (0: the chosen token's logprob only)
+    logprobs: Annotated[int, Field(ge=0, le=MAX_LEGACY_LOGPROBS)] | None = None
+
+    default_only: ClassVar[Mapping[str, Default]] = defaults.COMPLETIONS
 
     @field_validator("prompt")
     @classmethod
@@ -165,7 +178,8 @@ class CompletionRequest(_OpenAICommon):
         return GenerationRequest(
             model=self.model, api="completions", params=self.sampling(self._max_new(), self.n), prompt=prompt,
             stream=self.stream, include_usage=bool(self.stream_options and self.stream_options.include_usage),
-            request_id=request_id,
+            request_id=request_id, logprobs=self.logprobs is not None, top_logprobs=self.logprobs or 0,
+            metadata=self._metadata(),
         )
 
 

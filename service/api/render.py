@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
+from service.api import logprobs
 from service.canonical import Generation, GenerationRequest
 from service.pipeline.streaming import GatewayStream
 
@@ -53,7 +54,7 @@ def chat_completion(req: GenerationRequest, gen: Generation) -> dict[str, Any]:
         "model": req.model,
         "choices": [
             {"index": c.index, "message": {"role": "assistant", "content": c.text},
-             "finish_reason": c.finish_reason, "logprobs": None}
+             "finish_reason": c.finish_reason, "logprobs": logprobs.chat(c.logprobs)}
             for c in gen.choices
         ],
         "usage": gen.usage.as_dict(),
@@ -67,7 +68,8 @@ def completion(req: GenerationRequest, gen: Generation) -> dict[str, Any]:
         "created": int(time.time()),
         "model": req.model,
         "choices": [
-            {"index": c.index, "text": c.text, "finish_reason": c.finish_reason, "logprobs": None}
+            {"index": c.index, "text": c.text, "finish_reason": c.finish_reason,
+             "logprobs": logprobs.legacy(c.logprobs)}
             for c in gen.choices
         ],
         "usage": gen.usage.as_dict(),

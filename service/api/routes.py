@@ -44,7 +44,7 @@ async def _serve(request: Request, api: Api, wire_model: type[WireRequest], rend
         trace.tenant = tenant.name
         check_json_body(request.scope["headers"])
         req = _parse(request, await request.body(), wire_model, state.input_limits)
-        trace.stream = req.stream
+        trace.stream, trace.metadata = req.stream, req.metadata
         state.auth.authorize(tenant, req.model)
         await state.limiter.admit(tenant)
         if req.stream:

@@ -15,6 +15,7 @@ from typing import Any
 import anyio
 import orjson
 
+from service.api import logprobs
 from service.api.errors import error_event, unexpected_event
 from service.api.finish import Finisher
 from service.canonical import GenerationRequest, StreamFinal, TokenDelta
@@ -56,15 +57,17 @@ class ChatShape(ChunkShape):
         super().__init__(req, stream)
         self.base = {**self.base, "id": f"chatcmpl-{req.request_id}", "object": "chat.completion.chunk"}
 
-    def _choice(self, delta: dict[str, Any], finish: str | None = None, index: int = 0) -> Chunk:
+    def _choice(self, delta: dict[str, Any], finish: str | None = None, index: int = 0,
+                entries: dict[str, Any] | None = None) -> Chunk:
         return {**self.base, "choices": [{"index": index, "delta": delta, "finish_reason": finish,
-                                          "logprobs": None}]}
+                                          "logprobs": entries}]}
 
     def opening(self) -> list[Chunk]:
         return [self._choice({"role": "assistant", "content": ""})]
 
     def token(self, delta: TokenDelta) -> Chunk:
-        return self._choice({"content": delta.text}, index=delta.index)
+        entries = logprobs.chat(delta.logprobs) if self.stream.plan.logprobs is not None else None
+        return self._choice({"content": delta.text}, index=delta.index, entries=entries)
 
     def final(self, final: StreamFinal) -> list[Chunk]:
         chunks = [self._choice({}, final.finish_reason)]
@@ -77,12 +80,19 @@ class CompletionShape(ChunkShape):
     def __init__(self, req: GenerationRequest, stream: GatewayStream) -> None:
         super().__init__(req, stream)
         self.base = {**self.base, "id": f"cmpl-{req.request_id}", "object": "text_completion"}
+        self.offset = 0  # characters of tokens sent so far: the legacy shape's text_offset
 
-    def _choice(self, text: str, finish: str | None = None, index: int = 0) -> Chunk:
-        return {**self.base, "choices": [{"index": index, "text": text, "finish_reason": finish, "logprobs": None}]}
+    def _choice(self, text: str, finish: str | None = None, index: int = 0,
+                entries: dict[str, Any] | None = None) -> Chunk:
+        return {**self.base, "choices": [{"index": index, "text": text, "finish_reason": finish,
+                                          "logprobs": entries}]}
 
     def token(self, delta: TokenDelta) -> Chunk:
-        return self._choice(delta.text, index=delta.index)
+        entries = None
+        if self.stream.plan.logprobs is not None:
+            entries = logprobs.legacy(delta.logprobs, self.offset)
+            self.offset += sum(len(e.token) for e in delta.logprobs)
+        return self._choice(delta.text, index=delta.index, entries=entries)
 
     def final(self, final: StreamFinal) -> list[Chunk]:
         chunks = [self._choice("", final.finish_reason)]

@@ -1,8 +1,9 @@
 """Parsing request bodies at the edge: bytes → pydantic wire model → canonical `GenerationRequest`.
 
 Validation errors become one `InvalidParam` naming the parameter, the rule and the value given.
-Fields of the OpenAI API that jumpgate does not implement are accepted only at their neutral value
-(`logprobs: false`, `logit_bias: {}`, ...); anything else is a 400 naming the field, never a silent drop.
+Fields of the OpenAI API that jumpgate does not implement are accepted only at their default value
+(`store: false`, `logit_bias: {}`, ...; service/api/defaults.py); anything else is a 400 naming every such
+field and every unknown one in one message, never a silent drop.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from service.api.defaults import Refusal, screen
 from service.canonical import GenerationRequest
 from service.config.tenancy import InputLimits
 from service.errors import MAX_ECHO, InvalidParam, InvalidRequest, PayloadTooLarge, echo
@@ -33,10 +35,14 @@ def parse_body(body: bytes, model: type[M], limits: InputLimits = DEFAULT_LIMITS
         raise InvalidRequest("the request body must be a JSON object")
     if _depth(data, limits.max_json_depth) > limits.max_json_depth:
         raise InvalidRequest(f"the request body nests JSON deeper than {limits.max_json_depth} levels")
+    refused = screen(data, getattr(model, "default_only", {}))
     try:
-        return model.model_validate(data)
+        parsed = model.model_validate(data)
     except ValidationError as exc:
-        raise _to_invalid_param(exc) from None
+        raise _to_invalid_param(exc, refused) from None
+    if refused:
+        raise _offending([], refused)
+    return parsed
 
 
 def check_size(req: GenerationRequest, limits: InputLimits) -> None:
@@ -63,20 +69,29 @@ def _depth(value: Any, limit: int) -> int:
     return deepest
 
 
-def _to_invalid_param(exc: ValidationError) -> InvalidParam:
-    """Every problem pydantic found, named: all unknown fields at once, then the first wrong value with the
-    type or range it must have. Client-sent names and values are echoed cut (`echo`)."""
+def _to_invalid_param(exc: ValidationError, refused: list[Refusal]) -> InvalidParam:
+    """Every problem pydantic found, named: all unknown fields and all refused non-default values at once, then
+    the first wrong value with the type or range it must have. Client-sent names and values are echoed cut."""
     errors = exc.errors(include_url=False)
     unknown = [_loc(e) for e in errors if e["type"] == "extra_forbidden"]
-    if unknown:
-        names = ", ".join(f"`{echo_name(n)}`" for n in unknown[:10]) + (" ..." if len(unknown) > 10 else "")
-        return InvalidParam(f"unknown parameter{'s' if len(unknown) > 1 else ''} {names}: remove "
-                            f"{'them' if len(unknown) > 1 else 'it'} (see the README for the parameters jumpgate "
-                            "accepts)", param=echo_name(unknown[0]))
+    if unknown or refused:
+        return _offending(unknown, refused)
     error = errors[0]
     loc = echo_name(_loc(error))
     more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
     return InvalidParam(f"`{loc}`: {error['msg']}; got {echo(error.get('input'))}{more}", param=loc or None)
+
+
+def _offending(unknown: list[str], refused: list[Refusal]) -> InvalidParam:
+    """One 400 naming every unknown field and every field jumpgate serves only at its default value."""
+    parts = []
+    if unknown:
+        names = ", ".join(f"`{echo_name(n)}`" for n in unknown[:10]) + (" ..." if len(unknown) > 10 else "")
+        parts.append(f"unknown parameter{'s' if len(unknown) > 1 else ''} {names}: remove "
+                     f"{'them' if len(unknown) > 1 else 'it'} (see the README for the parameters jumpgate accepts)")
+    parts += [f"`{r.name}`={echo(r.value)} is not supported: {r.why}" for r in refused]
+    first = echo_name(unknown[0]) if unknown else refused[0].name
+    return InvalidParam("; ".join(parts), param=first)
 
 
 def _loc(error: ErrorDetails) -> str:

@@ -17,6 +17,7 @@ endpoints:
       grammar: true                 # TGI: false when launched with --disable-grammar-support
       vision: false                 # a vision-language model (Llama 3.2 Vision)
       max_images: 1                 # images per prompt the model accepts
+      max_top_logprobs: 5           # TGI MAX_TOP_N_TOKENS / vLLM max_logprobs, when launched with another value
       max_batch_size: 32            # TEI --max-client-batch-size: inputs per call
       matryoshka: false             # embeddings may be truncated to `dimensions` and re-normalized
 ```
@@ -44,6 +45,7 @@ class ContainerConfig(BaseModel):
     grammar: bool = True
     vision: bool = False
     max_images: int = Field(1, ge=1, le=32)
+    max_top_logprobs: int | None = Field(None, ge=0, le=20)
     max_batch_size: int = Field(32, ge=1, le=2048)
     matryoshka: bool = False
 
@@ -55,6 +57,13 @@ class ContainerConfig(BaseModel):
         if isinstance(value, str) and not _VERSION.fullmatch(value):
             raise ValueError(f"{value!r} is not a version such as 3.2.0")
         return value
+
+    def variant(self) -> str:
+        """How adapters key their per-container declarations: the kind, `-async` for LMI async mode; `*` when
+        the config does not say."""
+        if self.kind is None:
+            return "*"
+        return f"{self.kind}-async" if self.async_mode else self.kind
 
     def version_tuple(self) -> tuple[int, ...] | None:
         return tuple(int(p) for p in self.version.split(".")) if self.version else None

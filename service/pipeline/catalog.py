@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from service import adapters
 from service.adapters.base import Adapter
+from service.adapters.logprobs import TokenData, token_data
 from service.adapters.params import Policy
 from service.canonical import SamplingParams
 from service.config.model import DEFAULT_MAX_NEW_TOKENS, Config, EndpointConfig, ModelConfig
@@ -36,6 +37,8 @@ class Endpoint:
     context_length: int | None
     max_wait_s: float = 1.0
     counter: TokenCounter = ESTIMATE
+    #: the token log-probabilities its answers carry (None: none)
+    token_data: TokenData | None = None
 
     @property
     def endpoint_price_per_hour(self) -> float:
@@ -73,10 +76,11 @@ def build_catalog(config: Config) -> Catalog:
 
 def _endpoint(eid: str, ep: EndpointConfig) -> Endpoint:
     price = cost.price_per_hour(ep.instance_type, ep.price_per_hour)
+    adapter = adapters.get(ep.schema_)
     return Endpoint(
         id=eid,
         schema=ep.schema_,
-        adapter=adapters.get(ep.schema_),
+        adapter=adapter,
         target=Target(ep.endpoint_name, ep.timeout_s, ep.custom_attributes, ep.target_variant,
                       ep.inference_component),
         spec=PromptSpec(ep.chat_template, ep.prompt_template),
@@ -88,6 +92,7 @@ def _endpoint(eid: str, ep: EndpointConfig) -> Endpoint:
         context_length=ep.context_length,
         max_wait_s=ep.max_wait_s,
         counter=LocalTokenizer(ep.tokenizer) if ep.tokenizer else ESTIMATE,
+        token_data=token_data(adapter.token_data, ep.container.variant(), ep.container.max_top_logprobs),
     )
 
 

@@ -109,5 +109,7 @@ def _charge_unanswered(plans: Sequence[Plan], trace: Trace) -> None:
 
 def _answer(plan: Plan, results: Sequence[CallResult], total_s: float) -> Generation:
     ep = plan.endpoint
-    decoded = [ep.adapter.decode(r.raw) for r in results]
-    return answer(ep, plan.params, plan.prompt_text, decoded, results, dropped=plan.wire.dropped, total_s=total_s)
+    decode = ep.adapter.decode if plan.logprobs is None else ep.adapter.decode_logprobs
+    decoded = [decode(r.raw) for r in results]
+    return answer(ep, plan.params, plan.prompt_text, decoded, results, dropped=plan.wire.dropped, total_s=total_s,
+                  top_logprobs=plan.logprobs)

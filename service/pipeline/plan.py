@@ -27,6 +27,8 @@ class Plan:
     wire: WireParams
     payloads: tuple[Payload, ...]
     prompt_text: str
+    #: alternatives per token when the answer carries token log-probabilities (None: not asked for, or dropped)
+    logprobs: int | None = None
 
 
 def plan_request(model: Model, req: GenerationRequest, fleet: Fleet, rng: random.Random) -> list[Plan]:
@@ -44,7 +46,8 @@ def plan_on(model: Model, ep: Endpoint, req: GenerationRequest, rng: random.Rand
 def plan_for(req: GenerationRequest, params: SamplingParams, c: Candidate, rng: random.Random) -> Plan:
     ep = c.endpoint
     payloads = tuple(ep.adapter.encode(req, ep.spec, w) for w in _fan_out(ep, params, c.wire, rng))
-    return Plan(ep, params, c.wire, payloads, c.prompt_text)
+    logprobs = req.top_logprobs if req.logprobs and "logprobs" not in c.wire.dropped else None
+    return Plan(ep, params, c.wire, payloads, c.prompt_text, logprobs)
 
 
 def _fan_out(ep: Endpoint, params: SamplingParams, wire: WireParams, rng: random.Random) -> list[WireParams]:

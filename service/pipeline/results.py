@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from service.canonical import Choice, Decoded, FinishReason, Generation, SamplingParams, Usage
+from service.pipeline import logprobs
 from service.pipeline.catalog import Endpoint
 from service.pipeline.plan import Plan
 from service.pipeline.stops import cut_at_stop
@@ -43,11 +44,13 @@ def resolve_finish(reported: FinishReason | None, text: str, *, stopped: bool, p
 
 
 def answer(ep: Endpoint, params: SamplingParams, prompt_text: str, decoded: Sequence[Decoded],
-           results: Sequence[CallResult], *, dropped: tuple[str, ...] = (), total_s: float = 0.0) -> Generation:
-    """The Generation of a non-streaming request whose calls (one, or several for fanned-out n) all answered."""
+           results: Sequence[CallResult], *, dropped: tuple[str, ...] = (), total_s: float = 0.0,
+           top_logprobs: int | None = None) -> Generation:
+    """The Generation of a non-streaming request whose calls (one, or several for fanned-out n) all answered.
+    `top_logprobs`: token log-probabilities were asked for, with that many alternatives."""
     merged = merge(decoded)
     counter = ep.counter
-    choices = tuple(_finish(c, i, params, counter) for i, c in enumerate(merged.choices))
+    choices = tuple(_finish(c, i, params, counter, top_logprobs) for i, c in enumerate(merged.choices))
     usage = resolve_usage(merged, prompt_text, [c.text for c in merged.choices], counter, params.max_new_tokens)
     upstream = sum(r.seconds for r in results)
     return Generation(choices=choices, usage=usage, endpoint=ep.id, attempts=max(r.attempts for r in results),
@@ -74,7 +77,12 @@ def merge(decoded: Sequence[Decoded]) -> Decoded:
     )
 
 
-def _finish(choice: Choice, index: int, params: SamplingParams, counter: TokenCounter) -> Choice:
+def _finish(choice: Choice, index: int, params: SamplingParams, counter: TokenCounter,
+            top_logprobs: int | None) -> Choice:
     text, stopped = cut_at_stop(choice.text, params.stop)
+    entries = None
+    if top_logprobs is not None:
+        entries = logprobs.trimmed(choice.logprobs, top_logprobs) or ()  # asked for: always a list
+        entries = logprobs.cut_to(entries, len(text)) if stopped else entries
     return Choice(text, resolve_finish(choice.finish_reason, text, stopped=stopped, params=params, counter=counter),
-                  index)
+                  index, entries)

@@ -3,10 +3,10 @@
 An endpoint is dropped when it cannot serve the request: the estimated prompt plus max_new_tokens over
 its `context_length` (Inferentia2 endpoints compiled for a fixed n_positions cut an over-long prompt
 silently instead of rejecting it, wire-formats.md 3.6); a non-neutral parameter it does not support;
-an open circuit. The rest come in weighted random order, endpoints cooling down from throttling last (see
-`capacity.Throttling`), endpoints with a free slot first. When none is
-left: 503 with Retry-After if health removed some, otherwise the 400 that says why (budget and count,
-or the unsupported parameter).
+token log-probabilities it cannot return (`pipeline.logprobs`); an open circuit. The rest come in weighted
+random order, endpoints cooling down from throttling last (see `capacity.Throttling`), endpoints with a free
+slot first. When none is left: 503 with Retry-After if health removed some, otherwise the 400 that says why
+(budget and count, or the unsupported parameter).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from service.adapters.params import Subject, WireParams, normalize
 from service.canonical import GenerationRequest, SamplingParams
 from service.errors import GatewayError, InvalidRequest, NoEndpointAvailable
+from service.pipeline import logprobs
 from service.pipeline.capacity import Fleet
 from service.pipeline.catalog import Endpoint, Model
 from service.prompts.render import render_text
@@ -66,8 +67,9 @@ def build_candidate(model: Model, ep: Endpoint, weight: float, req: GenerationRe
             f"{prompt + max_new} tokens, over the {ep.context_length}-token context budget of endpoint "
             f"'{ep.id}': shorten the prompt or lower max_tokens",
             param="max_tokens", code="context_length_exceeded")
-    wire = normalize(params, ep.adapter.rules, ep.adapter.sampling, Subject(ep.id, ep.schema, model.name),
-                     policy=model.policy, stream=req.stream)
+    subject = Subject(ep.id, ep.schema, model.name)
+    wire = normalize(params, ep.adapter.rules, ep.adapter.sampling, subject, policy=model.policy, stream=req.stream)
+    wire = logprobs.check_endpoint(req, ep.token_data, subject, model.policy, wire)
     return Candidate(ep, weight, wire, text)
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from service.adapters.base import StreamDecoder, streams
 from service.canonical import Decoded, GenerationRequest, StreamEnd, StreamEvent, StreamFinal, TokenDelta
 from service.errors import InvalidParam, UpstreamError, UpstreamStreamError
+from service.pipeline import logprobs
 from service.pipeline.attempts import Attempts
 from service.pipeline.catalog import Endpoint
 from service.pipeline.plan import Plan
@@ -66,6 +67,8 @@ class GatewayStream:
         end: StreamEnd | None = None
         source = self._checked_source()
         out: list[TokenDelta | StreamFinal] = []
+        top = self.plan.logprobs
+        release = logprobs.Release() if top is not None else None
         try:
             async for batch in source:
                 if self.mechanics.cut is not None:
@@ -76,9 +79,11 @@ class GatewayStream:
                         break
                     texts.append(event.text)
                     safe = scanner.push(event.text)
+                    if release is not None:
+                        release.add(event.text, logprobs.trimmed(event.logprobs, top or 0) or ())
                     if safe:
                         self._mark_token()
-                        out.append(TokenDelta(safe, event.index))
+                        out.append(TokenDelta(safe, event.index, release.take(len(safe)) if release else ()))
                     if scanner.stopped:
                         break
                 if end is not None or scanner.stopped:
@@ -94,9 +99,12 @@ class GatewayStream:
                 raise UpstreamStreamError(f"the stream from endpoint '{self.endpoint.id}' ended before its "
                                           "final event; the answer is incomplete")
             tail = scanner.flush()
-            if tail:
+            entries = release.take(len(tail)) if release else ()
+            if release is not None and not scanner.stopped:
+                entries += release.rest()
+            if tail or entries:
                 self._mark_token()
-                out.append(TokenDelta(tail))
+                out.append(TokenDelta(tail, logprobs=entries))
         text = "".join(texts)
         final = self.final = self._final(end, text, scanner.stopped)
         if self.on_final is not None:
@@ -173,7 +181,7 @@ async def open_stream(mechanics: Attempts, req: GenerationRequest, plans: Sequen
         adapter = ep.adapter
         if not streams(adapter):
             result = await mechanics.call(ep, plan.payloads[0], last=last, deadline=deadline, trace=trace)
-            source = _replay(adapter.decode(result.raw))
+            source = _replay((adapter.decode if plan.logprobs is None else adapter.decode_logprobs)(result.raw))
             return GatewayStream(plan, result.attempts, source, mechanics, trace, resources,
                                  StreamTimings(opened), on_final)
         async with AsyncExitStack() as opening:
@@ -184,8 +192,10 @@ async def open_stream(mechanics: Attempts, req: GenerationRequest, plans: Sequen
                 deadline_cut=target is not ep.target)
             opening.push_async_callback(parts.aclose)
             resources = opening.pop_all()  # opened: the stream now owns the slot and the response
-        return GatewayStream(plan, attempts, _decode(adapter.stream_decoder(), first, parts), mechanics, trace,
-                             resources, StreamTimings(opened), on_final)
+        decoder = adapter.stream_decoder()
+        decoder.with_logprobs = plan.logprobs is not None
+        return GatewayStream(plan, attempts, _decode(decoder, first, parts), mechanics, trace, resources,
+                             StreamTimings(opened), on_final)
 
     _, stream = await mechanics.failover(plans, attempt, trace)
     return stream
@@ -219,5 +229,5 @@ async def _decode(decoder: StreamDecoder, first: bytes,
 
 async def _replay(decoded: Decoded) -> AsyncGenerator[list[StreamEvent], None]:
     choice = decoded.choices[0]
-    head: list[StreamEvent] = [TokenDelta(choice.text)] if choice.text else []
+    head: list[StreamEvent] = [TokenDelta(choice.text, logprobs=choice.logprobs or ())] if choice.text else []
     yield [*head, StreamEnd(choice.finish_reason, decoded.prompt_tokens, decoded.completion_tokens)]

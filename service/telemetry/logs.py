@@ -1,6 +1,6 @@
 """Structured logs: one JSON object per line, and one `request` line per request with its outcome.
 
-Request lines carry ids, tenant, model, endpoint, status, latency, tokens and cost. Prompts and
+Request lines carry ids, tenant, model, endpoint, status, latency, tokens, cost and the client's `metadata`. Prompts and
 completions appear only with `logging.log_prompts: true`; credentials and API keys never (they are not
 in any field the gateway logs, and upstream text is redacted before it reaches an error message).
 """
@@ -144,6 +144,8 @@ def log_request(t: Trace, request_id: str, *, prompt: str | None = None, complet
     if t.usage is not None:
         fields |= {"prompt_tokens": t.usage.prompt_tokens, "completion_tokens": t.usage.completion_tokens,
                    "token_source": t.usage.source.value}
+    if t.metadata:
+        fields["metadata"] = dict(t.metadata)
     if prompt is not None:
         fields |= {"prompt": prompt, "completion": completion}
     _request_log.info("request", extra={REQUEST_FIELDS: fields})

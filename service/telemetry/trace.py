@@ -38,6 +38,7 @@ class Trace:
     abandoned: str | None = None    # deadline | disconnect | drain: ended by its own side, not the endpoint
     finished: float | None = None
     request_id: str = "-"
+    metadata: tuple[tuple[str, str], ...] = ()  # the client's `metadata` pairs, for the request log line
     prompt: str | None = None       # only filled when logging.log_prompts is on
     completion: str | None = None
 
