@@ -2,10 +2,11 @@
 
 Wire facts (wire-formats.md 4.1-4.3): `inputs` is a list of dialogs (batch size 1), each a list of
 `{role, content}` with an optional leading system message, then user / assistant alternating, ending
-with user; parameters are only `max_new_tokens`, `temperature` (> 0) and `top_p` (0..1). There is no
-`do_sample`: greedy is asked for with a near-zero temperature (`GREEDY_TEMPERATURE`; 0 itself is not
-documented as valid). No stop strings, seeds, token counts or streaming. The EULA custom attribute
-comes from the endpoint's `custom_attributes` in the config, which the transport sends.
+with user (consecutive messages of one role are merged first, as by the llama2 chat template); parameters
+are only `max_new_tokens`, `temperature` (> 0) and `top_p` (0..1). There is no `do_sample`: greedy is asked
+for with a near-zero temperature (`GREEDY_TEMPERATURE`; 0 itself is not documented as valid). No stop
+strings, seeds, token counts or streaming. The EULA custom attribute comes from the endpoint's
+`custom_attributes` in the config, which the transport sends.
 Later JumpStart versions answer `[{"generated_text"}]` or `{"generated_text"}` (4.1); those are read too.
 """
 
@@ -30,6 +31,7 @@ from service.adapters.params import (
 from service.canonical import Decoded, GenerationRequest, Message
 from service.errors import InvalidParam
 from service.prompts.render import PromptSpec
+from service.prompts.templates import merge_runs
 from service.transport.base import Payload, RawResponse
 
 GREEDY_TEMPERATURE = 0.01
@@ -76,8 +78,9 @@ class JumpStartAdapter:
 
 
 def dialog(messages: Sequence[Message]) -> list[dict[str, Any]]:
-    """Check the turn order the Meta container requires and build one dialog."""
-    turns = list(messages)
+    """Merge runs of one role (as the llama2 chat template does), check the turn order the Meta container
+    requires and build one dialog."""
+    turns = merge_runs(messages)
     start = 1 if turns and turns[0].role == "system" else 0
     for i, message in enumerate(turns[start:]):
         expected = "user" if i % 2 == 0 else "assistant"

@@ -10,7 +10,9 @@ from starlette.responses import Response
 
 from service.api import logprobs
 from service.canonical import Generation, GenerationRequest
+from service.pipeline.catalog import Model
 from service.pipeline.streaming import GatewayStream
+from service.telemetry.amortized import TokenWindow
 
 
 class JSONResponse(Response):
@@ -87,4 +89,23 @@ def native(req: GenerationRequest, gen: Generation) -> dict[str, Any]:
         "attempts": gen.attempts,
         "dropped_params": list(gen.dropped_params),
         "timings": gen.timings,
+    }
+
+
+def model_entry(model: Model, window: TokenWindow) -> dict[str, Any]:
+    """A model in the OpenAI shape (`id`, `object`, `created`, `owned_by`) with jumpgate's extra fields."""
+    return {
+        "id": model.name, "object": "model", "created": 0, "owned_by": "jumpgate",
+        "unsupported_params": model.policy,
+        "endpoints": [
+            {"id": ep.id, "endpoint_name": ep.target.endpoint_name, "schema": ep.schema, "weight": weight,
+             "accelerator": ep.accelerator, "instance_type": ep.instance_type,
+             "instance_count": ep.instance_count, "context_length": ep.context_length,
+             "max_concurrency": ep.max_concurrency, "price_per_hour_usd": ep.endpoint_price_per_hour,
+             "streaming": ep.adapter.can_stream,
+             "logprobs": None if ep.token_data is None else {"max_top_logprobs": ep.token_data.max_top},
+             "amortized_cost_per_1m_tokens_usd": window.cost_per_million(ep.id, ep.endpoint_price_per_hour),
+             "amortized_window_s": window.window_s}
+            for ep, weight in model.targets
+        ],
     }

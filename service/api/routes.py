@@ -21,7 +21,7 @@ from service.api.openai_models import ChatCompletionRequest, CompletionRequest, 
 from service.api.sse import sse_frames
 from service.api.wire import check_size, parse_body
 from service.canonical import Api, Generation, GenerationRequest
-from service.errors import GatewayError, InvalidRequest, NotReady, RouteNotFound
+from service.errors import GatewayError, InvalidRequest, ModelNotFound, NotReady, RouteNotFound, echo
 from service.telemetry.trace import Trace
 from service.tenancy import Tenant, check_scrape_token
 
@@ -122,25 +122,23 @@ for _route in GENERATION_ROUTES:
 async def models(request: Request) -> render.JSONResponse:
     state = state_of(request)
     tenant = state.auth.identify(request.headers.get("authorization"))
-    catalog, window = state.gateway.catalog, state.metrics.window
-    data = []
-    for name in state.auth.visible(tenant, catalog.models):
-        model = catalog.models[name]
-        data.append({
-            "id": name, "object": "model", "created": 0, "owned_by": "jumpgate",
-            "unsupported_params": model.policy,
-            "endpoints": [
-                {"id": ep.id, "endpoint_name": ep.target.endpoint_name, "schema": ep.schema, "weight": weight,
-                 "accelerator": ep.accelerator, "instance_type": ep.instance_type,
-                 "instance_count": ep.instance_count, "context_length": ep.context_length,
-                 "max_concurrency": ep.max_concurrency, "price_per_hour_usd": ep.endpoint_price_per_hour,
-                 "streaming": ep.adapter.can_stream,
-                 "amortized_cost_per_1m_tokens_usd": window.cost_per_million(ep.id, ep.endpoint_price_per_hour),
-                 "amortized_window_s": window.window_s}
-                for ep, weight in model.targets
-            ],
-        })
+    catalog = state.gateway.catalog
+    data = [render.model_entry(catalog.models[name], state.metrics.window)
+            for name in state.auth.visible(tenant, catalog.models)]
     return render.JSONResponse({"object": "list", "data": data})
+
+
+@router.get("/v1/models/{model_id:path}")
+async def model(request: Request, model_id: str) -> render.JSONResponse:
+    """One model in the OpenAI shape (`client.models.retrieve`); a model the tenant may not use is as unknown."""
+    state = state_of(request)
+    tenant = state.auth.identify(request.headers.get("authorization"))
+    catalog = state.gateway.catalog
+    visible = state.auth.visible(tenant, catalog.models)
+    if model_id not in visible:
+        raise ModelNotFound(f"model {echo(model_id)} does not exist; available models: {', '.join(visible)}",
+                            param="model")
+    return render.JSONResponse(render.model_entry(catalog.models[model_id], state.metrics.window))
 
 
 @router.get("/metrics")

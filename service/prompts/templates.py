@@ -2,8 +2,9 @@
 
 Chat templates (`CHAT_TEMPLATES`, looked up by the endpoint's `chat_template` name):
 
-- `llama2`: Meta's Llama 2 chat layout. An optional system message comes first and is folded into the
-  first user message; after it, user and assistant must alternate, starting and ending with user.
+- `llama2`: Meta's Llama 2 chat layout. Consecutive messages of one role are merged into one (contents
+  joined by a blank line); an optional system message comes first and is folded into the first user message;
+  after it, user and assistant must alternate, starting and ending with user.
   `<s>`/`</s>` are written as text (the BOS/EOS tokens in text form, as TGI and LMI expect).
 - `llama3`: Meta's Llama 3 layout: `<|begin_of_text|>`, one header + content + `<|eot_id|>` per message,
   then an open assistant header so the model writes the answer.
@@ -57,11 +58,25 @@ def _require_messages(messages: Sequence[Message]) -> None:
 
 # --- llama2 -----------------------------------------------------------------------------------------
 
+def merge_runs(messages: Sequence[Message]) -> list[Message]:
+    """Consecutive messages of one role as one message, their contents separated by a blank line: Llama 2's
+    format has one slot per turn, and clients (LangChain's standard tests among them) send runs of system, user
+    or assistant messages."""
+    merged: list[Message] = []
+    for m in messages:
+        if merged and merged[-1].role == m.role:
+            merged[-1] = Message(m.role, f"{merged[-1].content.strip()}\n\n{m.content.strip()}")
+        else:
+            merged.append(m)
+    return merged
+
+
 def _llama2_turns(messages: Sequence[Message]) -> list[Message]:
-    """Fold the optional leading system message into the first user message and check the alternation."""
+    """Merge runs of one role, fold the optional leading system message into the first user message and check
+    the alternation."""
     _require_messages(messages)
     _check_markers(messages, _LLAMA2_MARKERS, "llama2")
-    turns = list(messages)
+    turns = merge_runs(messages)
     if turns[0].role == "system":
         if len(turns) < 2 or turns[1].role != "user":
             raise _reject("the llama2 chat format needs a user message right after the system message: add one")
@@ -72,7 +87,7 @@ def _llama2_turns(messages: Sequence[Message]) -> list[Message]:
         if m.role != expected:
             raise _reject(f"the llama2 chat format takes an optional system message first, then user and "
                           f"assistant messages alternating; turn {i + 1} is '{m.role}' where '{expected}' "
-                          f"belongs: reorder or merge the messages")
+                          f"belongs: reorder the messages")
     if turns[-1].role != "user":
         raise _reject("the llama2 chat format must end with a user message: remove the trailing assistant message")
     return turns

@@ -58,15 +58,23 @@ LLAMA2_ERRORS = [
     ([SYS], "user message right after the system message"),
     ([SYS, A1], "user message right after the system message"),
     ([A1, U1], "turn 1 is 'assistant'"),
-    ([U1, U2], "turn 2 is 'user' where 'assistant' belongs"),
     ([U1, A1], "must end with a user message"),
     ([U1, A1, SYS, U2], "turn 3 is 'system'"),
-    ([SYS, SYS, U1], "user message right after the system message"),
+    ([SYS, SYS, A1, U1], "user message right after the system message"),
     ([m("user", "hi [INST] there")], "[INST]"),
     ([m("user", "x"), m("assistant", "<</SYS>>"), U2], "<</SYS>>"),
     ([m("system", "<<SYS>>"), U1], "<<SYS>>"),
     ([m("user", "a [/INST] b")], "[/INST]"),
 ]
+
+
+def test_llama2_merges_runs_of_one_role() -> None:
+    # LangChain's double-message test: two system, two user, two assistant messages in a row, then a user
+    doubled = [SYS, SYS, U1, U1, A1, A1, U2]
+    assert render_chat("llama2", doubled) == render_chat("llama2", [
+        m("system", "Answer briefly\n\nAnswer briefly"), m("user", "Capital of France?\n\nCapital of France?"),
+        m("assistant", "Paris.\n\nParis."), U2])
+    assert render_chat("llama2", [U1, U2]) == "<s>[INST] Capital of France?\n\nAnd of Spain? [/INST]"
 
 
 @pytest.mark.parametrize(("messages", "says"), LLAMA2_ERRORS)
