@@ -15,6 +15,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from service.api.embeddings import EMBEDDINGS_PATH
+from service.api.embeddings import embeddings as embeddings_handler
+from service.api.embeddings import router as embeddings_router
 from service.api.errors import error_response, install_error_handlers, unexpected_response
 from service.api.guards import HostGuard
 from service.api.openapi import install_openapi
@@ -57,10 +60,12 @@ def create_app(config: Config, *, transport: Transport | None = None, metrics: M
         await state.transport.aclose()
 
     # No trailing-slash redirects: they would answer a POST with a 307 to a URL built from the Host header.
-    app = GatewayApp({r.path: r for r in GENERATION_ROUTES}, title="jumpgate", version="0.1.0", lifespan=lifespan,
+    fast = {**{r.path: r for r in GENERATION_ROUTES}, EMBEDDINGS_PATH: embeddings_handler}
+    app = GatewayApp(fast, title="jumpgate", version="0.1.0", lifespan=lifespan,
                      docs_url=None, redoc_url=None, redirect_slashes=False)
     app.state.jumpgate = state
     app.include_router(router)
+    app.include_router(embeddings_router)
     install_openapi(app, lambda: sorted(state.gateway.catalog.models))
     install_error_handlers(app)
     _install_middleware(app, state)
@@ -121,9 +126,9 @@ def _sagemaker_transport(config: Config) -> tuple[Transport, Callable[[], bool]]
 
 
 class GatewayApp(FastAPI):
-    """FastAPI for everything, except POSTs to the generation routes: those go straight to their handler through
-    the app's own user middleware (request ids, and whatever else is added), skipping FastAPI's and Starlette's
-    exception-middleware and routing layers (about a fifth of the gateway's CPU per request in
+    """FastAPI for everything, except POSTs to the generation and embedding routes: those go straight to their
+    handler through the app's own user middleware (request ids, and whatever else is added), skipping FastAPI's
+    and Starlette's exception-middleware and routing layers (about a fifth of the gateway's CPU per request in
     tests/bench/PROFILE.md). Error responses are the same either way; the routes stay registered with FastAPI
     for the OpenAPI document and for other methods (405)."""
 

@@ -19,7 +19,8 @@ from service.config.problems import ConfigError
 from service.config.tenancy import InputLimits
 from service.pipeline.attempts import Attempts
 from service.pipeline.capacity import Fleet
-from service.pipeline.catalog import Catalog, build_catalog
+from service.pipeline.catalog import Catalog, Endpoint, build_catalog
+from service.pipeline.embedding_catalog import EmbeddingEndpoint
 from service.pipeline.gateway import Gateway
 from service.pipeline.shadow import ShadowRunner
 from service.telemetry.metrics import EndpointSeries, Metrics, RouteSeries
@@ -131,9 +132,12 @@ def build_state(config: Config, *, transport: Transport, metrics: Metrics,
 
 def describe_metrics(metrics: Metrics, catalog: Catalog) -> None:
     """Price gauges and every configured series at zero, from the catalog (telemetry knows no catalog)."""
+    endpoints: list[Endpoint | EmbeddingEndpoint] = [*catalog.endpoints.values(),
+                                                     *catalog.embedding_endpoints.values()]
     metrics.describe(
-        [EndpointSeries(ep.id, ep.instance_type, ep.accelerator, ep.endpoint_price_per_hour)
-         for ep in catalog.endpoints.values()],
-        [RouteSeries(model.name, ep.id, "backend" if ep.adapter.reports_counts else ep.counter.source.value)
-         for model in catalog.models.values() for ep, _ in model.targets],
+        [EndpointSeries(ep.id, ep.instance_type, ep.accelerator, ep.endpoint_price_per_hour) for ep in endpoints],
+        [*(RouteSeries(model.name, ep.id, "backend" if ep.adapter.reports_counts else ep.counter.source.value)
+           for model in catalog.models.values() for ep, _ in model.targets),
+         *(RouteSeries(model.name, ep.id, ep.counter.source.value, api=("embeddings",))
+           for model in catalog.embedding_models.values() for ep, _ in model.targets)],
     )

@@ -11,6 +11,7 @@ from starlette.responses import Response
 from service.api import logprobs
 from service.canonical import Generation, GenerationRequest
 from service.pipeline.catalog import Model
+from service.pipeline.embedding_catalog import EmbeddingModel
 from service.pipeline.streaming import GatewayStream
 from service.telemetry.amortized import TokenWindow
 
@@ -24,7 +25,8 @@ class JSONResponse(Response):
 
 #: the response headers a browser client may read (CORS)
 EXPOSED_HEADERS = ["x-request-id", "x-jumpgate-endpoint", "x-jumpgate-attempts", "x-jumpgate-dropped-params",
-                   "x-jumpgate-token-source", "x-jumpgate-cost-usd", "retry-after"]
+                   "x-jumpgate-token-source", "x-jumpgate-cost-usd", "x-jumpgate-upstream-calls",
+                   "x-jumpgate-dimensions", "retry-after"]
 
 
 def headers(gen: Generation) -> dict[str, str]:
@@ -92,10 +94,12 @@ def native(req: GenerationRequest, gen: Generation) -> dict[str, Any]:
     }
 
 
-def model_entry(model: Model, window: TokenWindow) -> dict[str, Any]:
+def model_entry(model: Model | EmbeddingModel, window: TokenWindow) -> dict[str, Any]:
     """A model in the OpenAI shape (`id`, `object`, `created`, `owned_by`) with jumpgate's extra fields."""
+    if isinstance(model, EmbeddingModel):
+        return _embedding_entry(model, window)
     return {
-        "id": model.name, "object": "model", "created": 0, "owned_by": "jumpgate",
+        "id": model.name, "object": "model", "created": 0, "owned_by": "jumpgate", "kind": "text_generation",
         "unsupported_params": model.policy,
         "endpoints": [
             {"id": ep.id, "endpoint_name": ep.target.endpoint_name, "schema": ep.schema, "weight": weight,
@@ -104,6 +108,23 @@ def model_entry(model: Model, window: TokenWindow) -> dict[str, Any]:
              "max_concurrency": ep.max_concurrency, "price_per_hour_usd": ep.endpoint_price_per_hour,
              "streaming": ep.adapter.can_stream,
              "logprobs": None if ep.token_data is None else {"max_top_logprobs": ep.token_data.max_top},
+             "amortized_cost_per_1m_tokens_usd": window.cost_per_million(ep.id, ep.endpoint_price_per_hour),
+             "amortized_window_s": window.window_s}
+            for ep, weight in model.targets
+        ],
+    }
+
+
+def _embedding_entry(model: EmbeddingModel, window: TokenWindow) -> dict[str, Any]:
+    return {
+        "id": model.name, "object": "model", "created": 0, "owned_by": "jumpgate", "kind": "embedding",
+        "unsupported_params": "reject",
+        "endpoints": [
+            {"id": ep.id, "endpoint_name": ep.target.endpoint_name, "schema": ep.schema, "weight": weight,
+             "accelerator": ep.accelerator, "instance_type": ep.instance_type,
+             "instance_count": ep.instance_count, "max_concurrency": ep.max_concurrency,
+             "price_per_hour_usd": ep.endpoint_price_per_hour, "batch_size": ep.batch_size,
+             "dimensions": "container" if ep.native_dimensions else "gateway" if ep.matryoshka else None,
              "amortized_cost_per_1m_tokens_usd": window.cost_per_million(ep.id, ep.endpoint_price_per_hour),
              "amortized_window_s": window.window_s}
             for ep, weight in model.targets

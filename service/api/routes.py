@@ -22,6 +22,8 @@ from service.api.sse import sse_frames
 from service.api.wire import check_size, parse_body
 from service.canonical import Api, Generation, GenerationRequest
 from service.errors import GatewayError, InvalidRequest, ModelNotFound, NotReady, RouteNotFound, echo
+from service.pipeline.catalog import Catalog, Model
+from service.pipeline.embedding_catalog import EmbeddingModel
 from service.telemetry.trace import Trace
 from service.tenancy import Tenant, check_scrape_token
 
@@ -75,14 +77,14 @@ def _parse(request: Request, body: bytes, wire_model: type[WireRequest], limits:
     req = wire.to_canonical(request.state.request_id)
     check_size(req, limits)
     timeout = request.headers.get(TIMEOUT_HEADER)
-    return req if timeout is None else replace(req, timeout_s=_client_timeout(timeout))
+    return req if timeout is None else replace(req, timeout_s=client_timeout(timeout))
 
 
 def _prompt_of(req: GenerationRequest) -> str:
     return req.prompt or "" if req.messages is None else "\n".join(m.content for m in req.messages)
 
 
-def _client_timeout(value: str) -> float:
+def client_timeout(value: str) -> float:
     """A client may shorten the request deadline (seconds); the configured one is the upper bound."""
     try:
         seconds = float(value)
@@ -122,10 +124,13 @@ for _route in GENERATION_ROUTES:
 async def models(request: Request) -> render.JSONResponse:
     state = state_of(request)
     tenant = state.auth.identify(request.headers.get("authorization"))
-    catalog = state.gateway.catalog
-    data = [render.model_entry(catalog.models[name], state.metrics.window)
-            for name in state.auth.visible(tenant, catalog.models)]
+    every = _all_models(state.gateway.catalog)
+    data = [render.model_entry(every[name], state.metrics.window) for name in state.auth.visible(tenant, every)]
     return render.JSONResponse({"object": "list", "data": data})
+
+
+def _all_models(catalog: Catalog) -> dict[str, Model | EmbeddingModel]:
+    return {**catalog.models, **catalog.embedding_models}
 
 
 @router.get("/v1/models/{model_id:path}")
@@ -133,12 +138,12 @@ async def model(request: Request, model_id: str) -> render.JSONResponse:
     """One model in the OpenAI shape (`client.models.retrieve`); a model the tenant may not use is as unknown."""
     state = state_of(request)
     tenant = state.auth.identify(request.headers.get("authorization"))
-    catalog = state.gateway.catalog
-    visible = state.auth.visible(tenant, catalog.models)
+    every = _all_models(state.gateway.catalog)
+    visible = state.auth.visible(tenant, every)
     if model_id not in visible:
         raise ModelNotFound(f"model {echo(model_id)} does not exist; available models: {', '.join(visible)}",
                             param="model")
-    return render.JSONResponse(render.model_entry(catalog.models[model_id], state.metrics.window))
+    return render.JSONResponse(render.model_entry(every[model_id], state.metrics.window))
 
 
 @router.get("/metrics")

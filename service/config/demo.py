@@ -1,5 +1,5 @@
-"""The demo config `jumpgate serve` uses when no config is given: one model per schema, all served by
-the embedded simulator. Endpoint names match the simulator's demo endpoints.
+"""The demo config `jumpgate serve` uses when no config is given: one model per schema (and an embedding model
+on TEI), all served by the embedded simulator. Endpoint names match the simulator's demo endpoints.
 """
 
 from __future__ import annotations
@@ -38,6 +38,11 @@ _ENDPOINTS: dict[str, dict[str, Any]] = {
         "endpoint_name": "jumpgate-demo-flan-t5-xl", "schema": "text2text", "instance_type": "ml.g5.2xlarge",
         "context_length": 2048, "max_concurrency": 8,
     },
+    "bge-large-tei-g5": {
+        "endpoint_name": "jumpgate-demo-tei-bge-large", "schema": "tei", "instance_type": "ml.g5.xlarge",
+        "context_length": 512, "max_concurrency": 32,
+        "container": {"kind": "tei", "version": "1.9.4", "max_batch_size": 32},
+    },
 }
 
 #: model name → endpoint id
@@ -51,13 +56,20 @@ DEMO_MODELS = {
 }
 
 
+#: embedding model name → endpoint id (POST /v1/embeddings)
+DEMO_EMBEDDING_MODELS = {
+    "bge-large": "bge-large-tei-g5",
+}
+
+
 def demo_config_data(runtime_url: str) -> dict[str, Any]:
     return {
         "aws": {"region": "us-east-1", "runtime_url": runtime_url, "credentials": SIMULATOR_CREDENTIALS},
         "endpoints": {eid: dict(ep) for eid, ep in _ENDPOINTS.items()},
         "models": {
-            name: {"targets": [{"endpoint": eid}], "defaults": {"max_new_tokens": 128}}
-            for name, eid in DEMO_MODELS.items()
+            **{name: {"targets": [{"endpoint": eid}], "defaults": {"max_new_tokens": 128}}
+               for name, eid in DEMO_MODELS.items()},
+            **{name: {"targets": [{"endpoint": eid}]} for name, eid in DEMO_EMBEDDING_MODELS.items()},
         },
     }
 
@@ -65,9 +77,11 @@ def demo_config_data(runtime_url: str) -> dict[str, Any]:
 def usage_banner(host: str, port: int) -> str:
     base = f"http://{host}:{port}"
     models = ", ".join(DEMO_MODELS)
+    embedding = ", ".join(DEMO_EMBEDDING_MODELS)
     return f"""
 jumpgate is serving the demo config on {base} (upstream: the embedded SageMaker simulator)
 models: {models}
+embedding models: {embedding}
 
   curl -s {base}/v1/chat/completions -H 'content-type: application/json' \\
     -d '{{"model": "llama3-8b", "messages": [{{"role": "user", "content": "Hello"}}], "max_tokens": 32}}'
@@ -75,4 +89,7 @@ models: {models}
   python -c "from openai import OpenAI; c = OpenAI(base_url='{base}/v1', api_key='unused'); \\
 print(c.chat.completions.create(model='llama2-13b-neuron', \\
 messages=[{{'role': 'user', 'content': 'Hello'}}]).choices[0].message.content)"
+
+  curl -s {base}/v1/embeddings -H 'content-type: application/json' \
+    -d '{{"model": "bge-large", "input": ["first text", "second text"]}}'
 """

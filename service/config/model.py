@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from service.canonical import SamplingParams
 from service.config.container import ContainerConfig
+from service.config.kinds import mixed_models
 from service.config.problems import ConfigError, Problem, expand_env, key_path
 from service.config.resilience import ResilienceConfig, ShadowConfig, ShadowLogConfig
 from service.config.server import CorsConfig, MetricsConfig, ServerConfig
@@ -304,10 +305,10 @@ def _unwrap_optional(tp: Any) -> Any:
 # --- loading ----------------------------------------------------------------------------------------
 def parse_config(data: Any, *, source: str, schemas: Collection[str] | None = None) -> Config:
     """Validate already-parsed YAML. Raises ConfigError with every problem found."""
-    if schemas is None:
-        from service.adapters import schema_names  # lazy: the adapters import much more than config needs
+    from service.adapters import EMBEDDING_SCHEMAS, all_schema_names  # lazy: the adapters import much more
 
-        schemas = schema_names()
+    if schemas is None:
+        schemas = all_schema_names()
     if not isinstance(data, dict):
         raise ConfigError([Problem(source, "(top level)", "expected a mapping with aws, endpoints and models")])
     expanded, problems = expand_env(data, os.environ, source)
@@ -321,6 +322,7 @@ def parse_config(data: Any, *, source: str, schemas: Collection[str] | None = No
         problems += [p for p in (Problem(source, key_path(e["loc"]), _why(e)) for e in exc.errors())
                      if p.key not in seen]
     problems += [p for p in _cross_problems(expanded, source) if p.key not in {q.key for q in problems}]
+    problems += mixed_models(expanded, source, EMBEDDING_SCHEMAS)
     if problems or config is None:
         raise ConfigError(problems)
     return config

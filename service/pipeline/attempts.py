@@ -31,7 +31,7 @@ from service.errors import (
     UpstreamUnavailable,
 )
 from service.pipeline.capacity import Fleet
-from service.pipeline.catalog import Endpoint
+from service.pipeline.catalog import Upstream
 from service.pipeline.results import CallResult
 from service.telemetry.metrics import Metrics
 from service.telemetry.trace import Trace
@@ -48,7 +48,7 @@ class Candidate(Protocol):
     """What failover needs of a plan."""
 
     @property
-    def endpoint(self) -> Endpoint: ...
+    def endpoint(self) -> Upstream: ...
 
 
 P = TypeVar("P", bound=Candidate)
@@ -88,7 +88,7 @@ class Attempts:
         """`deadline` on the event loop's clock, for asyncio.timeout_at."""
         return asyncio.get_running_loop().time() + (deadline - self.clock())
 
-    def target_for(self, ep: Endpoint, deadline: float | None) -> Target:
+    def target_for(self, ep: Upstream, deadline: float | None) -> Target:
         if deadline is None:
             return ep.target
         remaining = max(0.001, deadline - self.clock())
@@ -96,7 +96,7 @@ class Attempts:
 
     # --- one endpoint ---------------------------------------------------------------------------------
     @asynccontextmanager
-    async def slot(self, ep: Endpoint, *, wait: bool, deadline: float | None) -> AsyncIterator[None]:
+    async def slot(self, ep: Upstream, *, wait: bool, deadline: float | None) -> AsyncIterator[None]:
         """Hold one of the endpoint's concurrency slots (and the in-flight gauge) for the body. An open circuit
         raises a retryable 502/503-class error, a full endpoint a retryable 429, so failover can move on."""
         state = self.fleet[ep.id]
@@ -118,7 +118,7 @@ class Attempts:
             slots.release()
             gauge.dec()
 
-    async def retrying(self, ep: Endpoint, attempt: Callable[[], Awaitable[T]], *, last: bool = True,
+    async def retrying(self, ep: Upstream, attempt: Callable[[], Awaitable[T]], *, last: bool = True,
                        deadline_cut: bool = False) -> tuple[T, int]:
         """Retry `attempt` on one endpoint: only the last candidate retries (others fall back at once), and only
         within the endpoint's retry budget. Counts failed attempts and retries; feeds the breaker and the
@@ -155,7 +155,7 @@ class Attempts:
 
         return await call_with_retries(counted, policy, on_retry=retried)
 
-    def _failed(self, ep: Endpoint, exc: UpstreamError) -> None:
+    def _failed(self, ep: Upstream, exc: UpstreamError) -> None:
         state = self.fleet[ep.id]
         self.metrics.upstream_errors.labels(ep.id, exc.kind).inc()
         if exc.opens_circuit:
@@ -164,12 +164,12 @@ class Attempts:
             state.throttling.record(throttled=True)
             self.metrics.throttle_streak.labels(ep.id).set(state.throttling.streak)
 
-    def stream_broke(self, ep: Endpoint, exc: UpstreamError) -> None:
+    def stream_broke(self, ep: Upstream, exc: UpstreamError) -> None:
         """A stream that opened failed midway: the breaker hears of it (retries are over for a stream)."""
         if exc.opens_circuit:
             self.fleet[ep.id].breaker.record(failed=True)
 
-    async def call(self, ep: Endpoint, payload: Payload, *, last: bool = True, deadline: float | None = None,
+    async def call(self, ep: Upstream, payload: Payload, *, last: bool = True, deadline: float | None = None,
                    trace: Trace | None = None) -> CallResult:
         """One upstream call: a slot, retries under policy and budget, breaker bookkeeping. The time the endpoint
         was held is added to the trace however the call ends, so a failed or abandoned request is charged too."""
@@ -185,7 +185,7 @@ class Attempts:
                     trace.upstream_seconds += held
         return CallResult(raw, attempts, held)
 
-    async def calls(self, ep: Endpoint, payloads: Sequence[Payload], *, last: bool, deadline: float | None,
+    async def calls(self, ep: Upstream, payloads: Sequence[Payload], *, last: bool, deadline: float | None,
                     trace: Trace | None = None) -> list[CallResult]:
         """The calls of one plan: usually one (no task then), several concurrently for fanned-out n."""
         if len(payloads) == 1:

@@ -3,7 +3,7 @@
 `Gateway` sequences the steps; each step is another module's: `plan` (routing, normalization, encoding),
 `attempts` (slots, retries, breaker, failover, deadlines), `results` (finish reasons, usage, cost), `streaming`
 (relaying a stream), `shadow` (sampled copies to a shadow endpoint). Its public surface is what the api needs:
-`generate`, `open_stream`, `reload`, and the current `catalog`.
+`generate`, `open_stream`, `embed`, `reload`, and the current `catalog`.
 """
 
 from __future__ import annotations
@@ -14,9 +14,11 @@ from collections.abc import Sequence
 
 from service.canonical import Generation, GenerationRequest, StreamFinal, Usage
 from service.config.resilience import ResilienceConfig
+from service.embedding import EmbeddingRequest, Embeddings
 from service.errors import DeadlineExceeded
 from service.pipeline.attempts import TIMEOUT_HINT, Attempts
 from service.pipeline.catalog import Catalog, Endpoint, Model
+from service.pipeline.embedding import embed
 from service.pipeline.plan import Plan, plan_request
 from service.pipeline.results import CallResult, answer, attributed_cost, unfinished_usage
 from service.pipeline.shadow import ShadowRunner, ShadowSample
@@ -38,8 +40,7 @@ class Gateway:
 
     def reload(self, catalog: Catalog, resilience: ResilienceConfig) -> None:
         """Switch to a (re)loaded config. Requests in flight keep the endpoints and plans they hold."""
-        self.attempts.fleet.sync({eid: (ep.max_concurrency, ep.max_wait_s) for eid, ep in catalog.endpoints.items()},
-                                 resilience)
+        self.attempts.fleet.sync(catalog.upstreams(), resilience)
         self.attempts.configure(resilience)
         self._catalog = catalog
 
@@ -73,6 +74,10 @@ class Gateway:
         model, plans = self._plans(req, trace)
         return await open_stream(self.attempts, req, plans, deadline, trace,
                                  on_final=self._stream_shadow(req, model, started))
+
+    async def embed(self, req: EmbeddingRequest, trace: Trace) -> Embeddings:
+        """Vectors for an embedding request (service/pipeline/embedding.py)."""
+        return await embed(self.attempts, self._catalog, req, trace, self.rng)
 
     def _plans(self, req: GenerationRequest, trace: Trace) -> tuple[Model, list[Plan]]:
         model = self._catalog.model(req.model)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from service.canonical import Choice, Decoded, FinishReason, Generation, SamplingParams, Usage
 from service.pipeline import logprobs
-from service.pipeline.catalog import Endpoint
+from service.pipeline.catalog import Endpoint, Upstream
 from service.pipeline.plan import Plan
 from service.pipeline.stops import cut_at_stop
 from service.pipeline.tokens import TokenCounter, resolve_usage
@@ -26,7 +26,7 @@ class CallResult:
     seconds: float
 
 
-def attributed_cost(ep: Endpoint, upstream_seconds: float) -> float:
+def attributed_cost(ep: Upstream, upstream_seconds: float) -> float:
     """Endpoint price per second x seconds the request held the endpoint / its concurrency slots."""
     return ep.endpoint_price_per_hour / 3600.0 * upstream_seconds / max(1, ep.max_concurrency)
 

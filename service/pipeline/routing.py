@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 from service.adapters.params import Subject, WireParams, normalize
 from service.canonical import GenerationRequest, SamplingParams
 from service.errors import GatewayError, InvalidRequest, NoEndpointAvailable
 from service.pipeline import logprobs
 from service.pipeline.capacity import Fleet
-from service.pipeline.catalog import Endpoint, Model
+from service.pipeline.catalog import Endpoint, Model, Upstream
 from service.prompts.render import render_text
 
 
@@ -47,13 +48,28 @@ def candidates(model: Model, req: GenerationRequest, params: SamplingParams, fle
             fitting.pop()
             unhealthy.append(breaker.retry_after())
     if not fitting:
-        raise _none_left(model, refusals, unhealthy)
-    ordered = _weighted_order(fitting, rng)
-    if len(ordered) == 1:
-        return ordered
-    # stable: endpoints that are not cooling down from throttling first, then those with a free slot
-    return sorted(ordered, key=lambda c: (fleet[c.endpoint.id].throttling.cooling(),
-                                          not fleet[c.endpoint.id].slots.free()))
+        raise none_left(model.name, refusals, unhealthy)
+    return ordered(fitting, fleet, rng)
+
+
+class Weighted(Protocol):
+    @property
+    def endpoint(self) -> Upstream: ...
+    @property
+    def weight(self) -> float: ...
+
+
+W = TypeVar("W", bound=Weighted)
+
+
+def ordered(fitting: list[W], fleet: Fleet, rng: random.Random) -> list[W]:
+    """Weighted random order; then, stably, endpoints not cooling down from throttling first, then those with
+    a free slot (shared by text generation and embeddings)."""
+    shuffled = _weighted_order(fitting, rng)
+    if len(shuffled) == 1:
+        return shuffled
+    return sorted(shuffled, key=lambda c: (fleet[c.endpoint.id].throttling.cooling(),
+                                           not fleet[c.endpoint.id].slots.free()))
 
 
 def build_candidate(model: Model, ep: Endpoint, weight: float, req: GenerationRequest,
@@ -73,20 +89,21 @@ def build_candidate(model: Model, ep: Endpoint, weight: float, req: GenerationRe
     return Candidate(ep, weight, wire, text)
 
 
-def _weighted_order(items: list[Candidate], rng: random.Random) -> list[Candidate]:
+def _weighted_order(items: list[W], rng: random.Random) -> list[W]:
     """A weighted shuffle: repeatedly draw by weight among the rest (Efraimidis-Spirakis keys)."""
     if len(items) == 1:
         return items
     return sorted(items, key=lambda c: rng.random() ** (1.0 / c.weight), reverse=True)
 
 
-def _none_left(model: Model, refusals: list[GatewayError], unhealthy: list[float]) -> GatewayError:
+def none_left(model: str, refusals: list[GatewayError], unhealthy: list[float]) -> GatewayError:
+    """The error when no endpoint of `model` is left: 503 when open circuits removed some, else the refusal."""
     if unhealthy:
         return NoEndpointAvailable(
-            f"every endpoint of model '{model.name}' that could serve this request is failing and its circuit "
+            f"every endpoint of model '{model}' that could serve this request is failing and its circuit "
             "is open; retry later", retry_after=max(1.0, min(unhealthy)))
     if len(refusals) == 1 or (len({type(r) for r in refusals}) == 1 and len({r.param for r in refusals}) == 1):
         return refusals[0]
     reasons = "; ".join(r.message for r in refusals)
-    return InvalidRequest(f"no endpoint of model '{model.name}' can serve this request: {reasons}",
+    return InvalidRequest(f"no endpoint of model '{model}' can serve this request: {reasons}",
                           param=refusals[0].param, code=refusals[0].code)

@@ -45,6 +45,7 @@ class RouteSeries:
     model: str
     endpoint: str
     token_source: str
+    api: tuple[str, ...] = ("chat", "completions", "generate")  # the APIs that reach it
 
 
 class Metrics:
@@ -117,7 +118,7 @@ class Metrics:
         for route in routes:
             for direction in ("prompt", "completion"):
                 self.tokens.labels(route.model, route.endpoint, direction, route.token_source)
-            for api in ("chat", "completions", "generate"):
+            for api in route.api:
                 self.requests.labels(route.model, route.endpoint, api, "200")
             self.cost.labels(route.model, route.endpoint, "anonymous")
 

@@ -9,6 +9,7 @@ from tests.architecture.imports import cycles, graph
 # Lower layers never import higher ones. Packages in one layer may not import each other either.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("service.canonical", "service.errors"),                        # the vocabulary every step shares
+    ("service.embedding",),                                         # and its embedding half
     ("service.telemetry", "service.prompts", "service.transport"),  # leaves: records, prompt text, bytes
     ("service.adapters",),                                          # payload schemas
     ("service.config",),                                            # the config file (knows schema names)

@@ -177,7 +177,7 @@ def test_param_defaults_alias_and_sampling() -> None:
 
 
 def test_schemas_default_to_the_adapter_registry(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(adapters, "schema_names", lambda: ("tgi",))
+    monkeypatch.setattr(adapters, "all_schema_names", lambda: ("tgi",))
     assert parse_config(data(**{"models.llama3-8b.targets": [{"endpoint": "llama3-8b-g5"}],
                                 "endpoints.llama3-8b-inf2.schema": "tgi"}), source="x").endpoints
     with pytest.raises(ConfigError, match="valid schemas: tgi"):

@@ -6,6 +6,7 @@ import httpx
 import pytest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from service.api.embeddings import EMBEDDINGS_PATH
 from service.api.routes import GENERATION_ROUTES
 from service.app import GatewayApp, create_app
 from service.config.demo import demo_config_data
@@ -59,6 +60,6 @@ async def test_a_middleware_added_to_the_app_runs_on_the_fast_path(route: object
 
 async def test_the_fast_path_serves_exactly_the_declared_generation_routes() -> None:
     app = app_with_stamp()
-    assert set(app.fast_routes) == {r.path for r in GENERATION_ROUTES}
+    assert set(app.fast_routes) == {*(r.path for r in GENERATION_ROUTES), EMBEDDINGS_PATH}
     posted = {path for path, ops in app.openapi()["paths"].items() if "post" in ops}
-    assert posted == set(app.fast_routes), "every POST route of the app is a declared generation route"
+    assert posted == set(app.fast_routes), "every POST route of the app is a declared fast route"
