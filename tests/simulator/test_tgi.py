@@ -149,6 +149,17 @@ async def test_stream_reassembles_and_matches_non_stream(client: httpx.AsyncClie
                                 "generated_tokens": len(events), "input_length": count_tokens(PROMPT)}
 
 
+async def test_stream_events_carry_their_top_tokens(client: httpx.AsyncClient) -> None:
+    params = {"max_new_tokens": 6, "details": True, "top_n_tokens": 3}
+    whole = (await invoke(client, TGI, {"inputs": PROMPT, "parameters": params})).json()[0]["details"]
+    body = {"inputs": PROMPT, "parameters": params, "stream": True}
+    events = sse_events(payload((await invoke(client, TGI, body, stream=True)).content))
+    assert [e["top_tokens"] for e in events] == whole["top_tokens"]  # one flat list per position
+    plain = {"inputs": PROMPT, "parameters": {"max_new_tokens": 3}, "stream": True}
+    assert all("top_tokens" not in e for e in sse_events(payload((await invoke(client, TGI, plain,
+                                                                               stream=True)).content)))
+
+
 async def test_stream_without_details_has_null_details_and_final_eos(client: httpx.AsyncClient) -> None:
     body = {"inputs": PROMPT, "parameters": {"max_new_tokens": 200}, "stream": True}
     events = sse_events(payload((await invoke(client, TGI, body, stream=True)).content))

@@ -135,8 +135,11 @@ def _prefill(prompt: str, input_length: int) -> list[dict[str, Any]]:
 def _stream(gen: Generation, text: str, plan: Plan, p: dict[str, Any]) -> Output:
     chunks = []
     last = len(gen.tokens)
+    top_n = param(p, "top_n_tokens", 0)
     for index, tok in enumerate(gen.tokens, start=1):
         event: dict[str, Any] = {"index": index, "token": token_json(tok), "generated_text": None, "details": None}
+        if top_n:  # StreamResponse.top_tokens: this position's alternatives, left out when empty (section 3.2)
+            event["top_tokens"] = [token_json(x) for x in top_tokens(tok, top_n)]
         if index == last:
             event["generated_text"] = text
             if param(p, "details", False):
