@@ -66,7 +66,8 @@ def create_app(config: Config, *, transport: Transport | None = None, metrics: M
     app.state.jumpgate = state
     app.include_router(router)
     app.include_router(embeddings_router)
-    install_openapi(app, lambda: sorted(state.gateway.catalog.models))
+    install_openapi(app, lambda: sorted(state.gateway.catalog.models),
+                    lambda: sorted(state.gateway.catalog.embedding_models))
     install_error_handlers(app)
     _install_middleware(app, state)
     return app

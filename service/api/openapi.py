@@ -13,6 +13,8 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
+from service.api.embedding_models import MAX_INPUTS, MAX_TOKEN_ID, EmbeddingBody
+from service.api.embeddings import EMBEDDINGS_PATH
 from service.api.routes import GENERATION_ROUTES
 from service.canonical import Api
 
@@ -41,11 +43,33 @@ class AssistantMessage(BaseModel):
     content: str
 
 
+class TopLogprobOut(BaseModel):
+    token: str
+    logprob: float
+    bytes: list[int]
+
+
+class TokenLogprobOut(TopLogprobOut):
+    top_logprobs: list[TopLogprobOut]
+
+
+class ChatLogprobsOut(BaseModel):
+    content: list[TokenLogprobOut]
+    refusal: None
+
+
+class LegacyLogprobsOut(BaseModel):
+    tokens: list[str]
+    token_logprobs: list[float]
+    top_logprobs: list[dict[str, float]]
+    text_offset: list[int]
+
+
 class ChatChoice(BaseModel):
     index: int
     message: AssistantMessage
     finish_reason: Finish
-    logprobs: None
+    logprobs: ChatLogprobsOut | None
 
 
 class ChatCompletionOut(BaseModel):
@@ -61,7 +85,7 @@ class TextChoice(BaseModel):
     index: int
     text: str
     finish_reason: Finish
-    logprobs: None
+    logprobs: LegacyLogprobsOut | None
 
 
 class CompletionOut(BaseModel):
@@ -100,8 +124,27 @@ class ModelOut(BaseModel):
     object: Literal["model"]
     created: int
     owned_by: str
+    kind: Literal["text_generation", "embedding"]
     unsupported_params: Literal["reject", "drop"]
     endpoints: list[dict[str, Any]]
+
+
+class EmbeddingOut(BaseModel):
+    object: Literal["embedding"]
+    index: int
+    embedding: list[float] | str  # str: base64 of little-endian float32
+
+
+class EmbeddingUsageOut(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingListOut(BaseModel):
+    object: Literal["list"]
+    data: list[EmbeddingOut]
+    model: str
+    usage: EmbeddingUsageOut
 
 
 class ModelListOut(BaseModel):
@@ -119,21 +162,24 @@ RESPONSE_MODELS: dict[Api, type[BaseModel]] = {"chat": ChatCompletionOut, "compl
                                                "generate": GenerateOut}
 
 
-def install_openapi(app: FastAPI, model_names: Callable[[], list[str]]) -> None:
+def install_openapi(app: FastAPI, model_names: Callable[[], list[str]],
+                    embedding_names: Callable[[], list[str]] = list) -> None:
     def build() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = _document(app, model_names())
+            app.openapi_schema = _document(app, model_names(), embedding_names())
         return app.openapi_schema
 
     app.openapi = build  # type: ignore[method-assign]
 
 
-def _document(app: FastAPI, models: list[str]) -> dict[str, Any]:
+def _document(app: FastAPI, models: list[str], embedding_models: list[str]) -> dict[str, Any]:
     doc = get_openapi(title=app.title, version=app.version, routes=app.routes)
-    wire: list[tuple[type[BaseModel], JsonSchemaMode]] = [(r.wire, "validation") for r in GENERATION_ROUTES]
+    wire: list[tuple[type[BaseModel], JsonSchemaMode]] = [
+        *((r.wire, "validation") for r in GENERATION_ROUTES), (EmbeddingBody, "validation")]
     out: list[tuple[type[BaseModel], JsonSchemaMode]] = [
         *((RESPONSE_MODELS[r.api], "serialization") for r in GENERATION_ROUTES),
-        (ErrorResponse, "serialization"), (ModelListOut, "serialization")]
+        (ErrorResponse, "serialization"), (ModelListOut, "serialization"), (ModelOut, "serialization"),
+        (EmbeddingListOut, "serialization")]
     _, defs = models_json_schema([*wire, *out], ref_template="#/components/schemas/{model}")
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
     schemas.update(defs.get("$defs", {}))
@@ -151,7 +197,28 @@ def _document(app: FastAPI, models: list[str]) -> dict[str, Any]:
     doc["paths"]["/v1/models"]["get"]["responses"] = {
         "200": {"description": "models", "content": {"application/json": {"schema": _ref(ModelListOut)}}},
         **_errors()}
+    doc["paths"]["/v1/models/{model_id}"]["get"]["responses"] = {
+        "200": {"description": "one model", "content": {"application/json": {"schema": _ref(ModelOut)}}},
+        **_errors()}
+    _embeddings(doc, embedding_models)
     return doc
+
+
+def _embeddings(doc: dict[str, Any], models: list[str]) -> None:
+    # The embedding input is checked by hand (to name the offending item), so its schema is written here.
+    schema = doc["components"]["schemas"][EmbeddingBody.__name__]
+    text = {"type": "string", "minLength": 1}
+    ids = {"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 0, "maximum": MAX_TOKEN_ID}}
+    schema["properties"]["input"] = {"anyOf": [
+        text, {"type": "array", "minItems": 1, "maxItems": MAX_INPUTS, "items": text}, ids,
+        {"type": "array", "minItems": 1, "maxItems": MAX_INPUTS, "items": ids}]}
+    if models:
+        schema["properties"]["model"] = {"type": "string", "enum": models}
+    doc["paths"][EMBEDDINGS_PATH]["post"]["requestBody"] = {
+        "required": True, "content": {"application/json": {"schema": _ref(EmbeddingBody)}}}
+    doc["paths"][EMBEDDINGS_PATH]["post"]["responses"] = {
+        "200": {"description": "one vector per input, in input order",
+                "content": {"application/json": {"schema": _ref(EmbeddingListOut)}}}, **_errors()}
 
 
 def _ref(model: type[BaseModel]) -> dict[str, str]:

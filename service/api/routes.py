@@ -133,7 +133,7 @@ def _all_models(catalog: Catalog) -> dict[str, Model | EmbeddingModel]:
     return {**catalog.models, **catalog.embedding_models}
 
 
-@router.get("/v1/models/{model_id:path}")
+@router.get("/v1/models/{model_id}")
 async def model(request: Request, model_id: str) -> render.JSONResponse:
     """One model in the OpenAI shape (`client.models.retrieve`); a model the tenant may not use is as unknown."""
     state = state_of(request)

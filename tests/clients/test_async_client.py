@@ -15,7 +15,7 @@ from clients.jumpgate_client import (
     ServiceUnavailableError,
     UpstreamError,
 )
-from service.config.demo import DEMO_MODELS
+from service.config.demo import DEMO_EMBEDDING_MODELS, DEMO_MODELS
 from tests.clients.conftest import TIMEOUT_MODEL, Sim
 from tests.procs import Proc
 
@@ -32,7 +32,7 @@ async def test_chat_complete_generate_and_models(gateway_url: str, sim: Sim) -> 
     assert chat["choices"][0]["message"]["content"].strip()
     assert completion["choices"][0]["text"].strip()
     assert native["endpoint"] == "flan-t5-xl-g5" and native["generations"][0]["text"].strip()
-    assert {m["id"] for m in models} == {*DEMO_MODELS, TIMEOUT_MODEL}
+    assert {m["id"] for m in models} == {*DEMO_MODELS, *DEMO_EMBEDDING_MODELS, TIMEOUT_MODEL}
     assert len(sim.requests()) == 3
 
 

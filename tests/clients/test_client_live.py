@@ -19,7 +19,7 @@ from clients.jumpgate_client import (
     TimeoutError,
     UpstreamError,
 )
-from service.config.demo import DEMO_MODELS
+from service.config.demo import DEMO_EMBEDDING_MODELS, DEMO_MODELS
 from tests.clients.conftest import TIMEOUT_MODEL, Sim, metric_value
 from tests.procs import Proc
 
@@ -47,7 +47,7 @@ def test_chat_answers_for_every_demo_model(client: JumpgateClient, sim: Sim, mod
 def test_base_url_may_end_in_v1_like_the_openai_sdk(gateway_url: str) -> None:
     with JumpgateClient(gateway_url + "/v1/") as c:
         assert c.base_url == gateway_url
-        assert {m["id"] for m in c.models()} == {*DEMO_MODELS, TIMEOUT_MODEL}
+        assert {m["id"] for m in c.models()} == {*DEMO_MODELS, *DEMO_EMBEDDING_MODELS, TIMEOUT_MODEL}
 
 
 def test_models_lists_endpoints_with_schema_and_price(client: JumpgateClient) -> None:

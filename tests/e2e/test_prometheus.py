@@ -26,7 +26,7 @@ import pytest
 import yaml
 from openai import OpenAI
 
-from service.config.demo import DEMO_MODELS, demo_config_data
+from service.config.demo import DEMO_EMBEDDING_MODELS, DEMO_MODELS, demo_config_data
 from tests.procs import ROOT, Proc, start_gateway, start_simulator
 from tests.prom import PromAPI, PromProc, prometheus_binary, start_prometheus
 
@@ -112,6 +112,14 @@ def wait_for_counts(prom: PromAPI, *phases: dict[str, Usage]) -> float:
     return time.time()
 
 
+def generation_only(data: dict[str, Any]) -> dict[str, Any]:
+    """The demo config without its embedding model: this run measures the text generation series (the
+    embedding series are checked in tests/unit/test_embeddings.py and tests/e2e/test_embeddings.py)."""
+    for name, endpoint in DEMO_EMBEDDING_MODELS.items():
+        del data["models"][name], data["endpoints"][endpoint]
+    return data
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PromAPI, Run]]:
     tmp = tmp_path_factory.mktemp("prometheus")
@@ -120,7 +128,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PromAPI, Run
         sim = start_simulator(tmp)
         procs.append(sim)
         config = tmp / "jumpgate.yaml"
-        config.write_text(yaml.safe_dump(demo_config_data(sim.url)))
+        config.write_text(yaml.safe_dump(generation_only(demo_config_data(sim.url))))
         gw = start_gateway(tmp, config)
         procs.append(gw)
         exposition = httpx.get(gw.url + "/metrics").raise_for_status().text
