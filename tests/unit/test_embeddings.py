@@ -250,3 +250,14 @@ async def test_models_list_and_retrieve_show_the_embedding_model(make_client: An
     missing = await client.get("/v1/models/" + "m" * 5000)
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "model_not_found"
     assert len(missing.json()["error"]["message"]) < 1000
+
+
+def test_a_model_mixing_embedding_and_generation_endpoints_is_a_config_problem() -> None:
+    from service.config.problems import ConfigError
+
+    data = demo_config_data("http://sim.invalid")
+    data["models"]["mixed"] = {"targets": [{"endpoint": "bge-large-tei-g5"}, {"endpoint": "llama3-8b-g5"}]}
+    with pytest.raises(ConfigError) as err:
+        parse_config(data, source="x.yaml")
+    [problem] = err.value.problems
+    assert problem.key == "models.mixed.targets" and "bge-large-tei-g5" in problem.why
