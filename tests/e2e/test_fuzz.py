@@ -22,8 +22,8 @@ def operations(gateway_url: str) -> list[schemathesis.APIOperation]:
     return [result.ok() for result in schema.get_all_operations()]
 
 
-@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/completions", "/v1/generate", "/v1/models",
-                                  "/healthz", "/admin/status"])
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/completions", "/v1/generate", "/v1/embeddings",
+                                  "/v1/models", "/v1/models/{model_id}", "/healthz", "/admin/status"])
 def test_api_conforms_and_never_fails_with_5xx(path: str, gateway_url: str) -> None:
     [operation] = [op for op in operations(gateway_url) if op.path == path]
 

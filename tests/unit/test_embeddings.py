@@ -16,6 +16,7 @@ import pytest
 from service.app import create_app
 from service.config.demo import demo_config_data
 from service.config.model import parse_config
+from service.config.problems import ConfigError
 from service.errors import UpstreamModelError, UpstreamUnavailable
 from service.telemetry.metrics import Metrics
 from service.transport.base import Payload, RawResponse, Target
@@ -253,8 +254,6 @@ async def test_models_list_and_retrieve_show_the_embedding_model(make_client: An
 
 
 def test_a_model_mixing_embedding_and_generation_endpoints_is_a_config_problem() -> None:
-    from service.config.problems import ConfigError
-
     data = demo_config_data("http://sim.invalid")
     data["models"]["mixed"] = {"targets": [{"endpoint": "bge-large-tei-g5"}, {"endpoint": "llama3-8b-g5"}]}
     with pytest.raises(ConfigError) as err:
