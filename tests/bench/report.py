@@ -17,6 +17,8 @@ LABELS = (
     "added latency c=1:",
     "stream direct ", "stream gateway",
     "TTFT overhead:", "relay cost per token:",
+    "embeddings direct  c=1 ", "embeddings gateway c=1 ", "embeddings direct  c=32", "embeddings gateway c=32",
+    "embeddings overhead c=1:",
     "RSS after warm-up:", "RSS after",
     "LiteLLM",
 )
@@ -52,6 +54,8 @@ class Results:
     rss_after_mb: float | None = None
     rss_requests: int = 0
     litellm: dict[str, Measured] = field(default_factory=dict)  # "c=1", "c=32"
+    embeddings: dict[str, Measured] = field(default_factory=dict)  # "direct c=1", "gateway c=32", ...
+    embedding_inputs: int = 32  # vectors per request
     litellm_note: str = "not run"
 
 
@@ -87,6 +91,7 @@ def render(res: Results, *, command: str, setup: str, code: str) -> list[str]:
     lines = [f"machine: {machine()}", f"command: {command}", f"code: {code}", f"setup: {setup}", ""]
     lines += _plain(res)
     lines += _stream(res)
+    lines += _embeddings(res)
     lines += _memory(res)
     lines += _litellm(res)
     return lines
@@ -140,6 +145,27 @@ def _stream(res: Results) -> list[str]:
                    f"after the first token only: {after_first:.1f} µs/token")
     else:
         out += ["TTFT overhead: skipped", "relay cost per token: skipped"]
+    return [*out, ""]
+
+
+def _embeddings(res: Results) -> list[str]:
+    out = [f"embeddings ({res.embedding_inputs} texts, 1024 dims)  req/s  vectors/s  p50 ms   p99 ms   "
+           "gateway CPU µs/req  CPU % simulator/loadgen/other"]
+    for name in ("embeddings direct  c=1 ", "embeddings gateway c=1 ", "embeddings direct  c=32",
+                 "embeddings gateway c=32"):
+        m = res.embeddings.get(" ".join(name.split()[1:]))
+        if m is None:
+            out.append(f"{name} skipped")
+            continue
+        gw = f"{m.cpu_us_per_req('gateway'):18.0f}" if "gateway" in name else f"{'-':>18}"
+        out.append(f"{name}        {m.rps:7.0f}  {m.rps * res.embedding_inputs:9.0f}  "
+                   f"{m.ms('latency', 'p50'):7.2f}  {m.ms('latency', 'p99'):7.2f}  {gw}  {_others(m)}")
+    direct, gw = res.embeddings.get("direct c=1"), res.embeddings.get("gateway c=1")
+    if direct and gw:
+        out.append(f"embeddings overhead c=1: p50 {gw.ms('latency', 'p50') - direct.ms('latency', 'p50'):.2f} ms "
+                   f"(gateway minus direct; the gateway also encodes {res.embedding_inputs} base64 vectors)")
+    else:
+        out.append("embeddings overhead c=1: skipped")
     return [*out, ""]
 
 

@@ -1,7 +1,9 @@
 """``python -m tests.bench.run``: gateway overhead and throughput against the zero-latency simulator.
 
 Starts the simulator (zero latency, 64-token answers) and ``jumpgate serve --config FILE --workers 1``
-on loopback, then drives each scenario with the load generator (tests/bench/load.py, its own process) and
+on loopback, then drives each scenario (non-streaming and streaming chat; embeddings: one TEI batch of 32
+texts per request, base64 vectors, at 1 and 32 concurrent clients; memory; LiteLLM) with the load
+generator (tests/bench/load.py, its own process) and
 prints one report: direct-to-simulator and through-gateway figures side by side, from the same run.
 The direct requests carry the exact TGI payload the gateway sent (read back from the simulator) and are
 SigV4-signed like the gateway's. Nothing here asserts a timing; the smoke test checks the report's shape.
@@ -29,7 +31,7 @@ from tests.bench import stack as st
 from tests.bench.report import Measured, Results, code_version, render
 from tests.procs import ROOT
 
-SCENARIOS = ("plain", "stream", "memory", "litellm")
+SCENARIOS = ("plain", "stream", "embeddings", "memory", "litellm")
 RSS_REQUESTS = 100_000
 RSS_MAX_S = 900.0  # the RSS run is bounded by time too
 JSON = {"content-type": "application/json"}
@@ -96,6 +98,7 @@ class Bench:
     def run(self) -> Results:
         s = self.stack
         plain_up, stream_up = s.capture(stream=False), s.capture(stream=True)
+        embed_up = s.capture(path="/v1/embeddings", body=st.embedding_body())
         s.check_direct(plain_up)
         s.stop_recording()
         self.specs = {
@@ -107,6 +110,10 @@ class Bench:
                               "sign": stream_up.sign_spec()},
             "stream gateway": {"url": s.gw.url + "/v1/chat/completions", "body": st.chat_body(stream=True).decode(),
                                "kind": "sse", "headers": JSON},
+            "embeddings direct": {"url": embed_up.url, "body": embed_up.body.decode(), "kind": "plain",
+                                  "sign": embed_up.sign_spec()},
+            "embeddings gateway": {"url": s.gw.url + "/v1/embeddings", "body": st.embedding_body().decode(),
+                                   "kind": "plain", "headers": JSON},
         }
         self._warm_up()
         if "plain" in self.args.chosen:
@@ -114,6 +121,11 @@ class Bench:
         if "stream" in self.args.chosen:
             for name in ("direct", "gateway"):
                 self.res.stream[name] = self.drive(self.specs[f"stream {name}"], 1, self.args.duration)
+        if "embeddings" in self.args.chosen:
+            for conc in (1, 32):
+                for name in ("direct", "gateway"):
+                    self.res.embeddings[f"{name} c={conc}"] = self.drive(self.specs[f"embeddings {name}"], conc,
+                                                                         self.args.duration)
         if "memory" in self.args.chosen:
             self._memory()
         if "litellm" in self.args.chosen:
@@ -123,6 +135,8 @@ class Bench:
     def _warm_up(self) -> None:
         seconds = max(0.5, self.args.duration / 5)
         for name in self.specs:
+            if name.startswith("embeddings") and "embeddings" not in self.args.chosen:
+                continue
             self.drive(self.specs[name], 1 if name.startswith("stream") else 32, seconds)
 
     def _plain(self) -> None:

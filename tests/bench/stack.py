@@ -30,12 +30,20 @@ from tests.procs import Proc, free_port, start_gateway
 MODEL = "llama3-8b"  # TGI endpoint llama3-8b-g5 in the demo config
 ENDPOINT = "llama3-8b-g5"
 TOKENS = 64
+EMBEDDING_MODEL = "bge-large"  # TEI endpoint bge-large-tei-g5 in the demo config (1024 dimensions)
+EMBEDDING_INPUTS = 32  # one TEI batch (--max-client-batch-size) per request
 REGION = "us-east-1"
 PROMPT = "Write one sentence about what an API gateway does."
 # Headers the signer adds or the client derives; everything else recorded from the gateway is re-sent and signed.
 NOT_COPIED = frozenset({"host", "x-amz-date", "authorization", "x-amz-security-token", "content-length"})
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 LITELLM_START_S = 120.0  # its proxy imports a great deal before it listens
+
+
+def embedding_body() -> bytes:
+    """One TEI batch: EMBEDDING_INPUTS texts, base64 vectors (what the openai SDK asks for)."""
+    return orjson.dumps({"model": EMBEDDING_MODEL, "encoding_format": "base64",
+                         "input": [f"{PROMPT} (passage {i})" for i in range(EMBEDDING_INPUTS)]})
 
 
 def chat_body(model: str = MODEL, *, stream: bool) -> bytes:
@@ -79,12 +87,13 @@ class Stack:
             if proc is not None:
                 proc.stop()
 
-    def capture(self, *, stream: bool) -> Upstream:
-        """Send one chat request through the gateway and return the upstream call it made."""
+    def capture(self, *, stream: bool = False, path: str = "/v1/chat/completions",
+                body: bytes | None = None) -> Upstream:
+        """Send one request through the gateway and return the upstream call it made."""
         with httpx.Client(timeout=30) as http:
             http.delete(self.sim.url + "/_sim/requests").raise_for_status()
             http.post(self.sim.url + "/_sim/config", json={"record": True}).raise_for_status()
-            resp = http.post(self.gw.url + "/v1/chat/completions", content=chat_body(stream=stream),
+            resp = http.post(self.gw.url + path, content=chat_body(stream=stream) if body is None else body,
                              headers={"content-type": "application/json"})
             resp.raise_for_status()
             (rec,) = http.get(self.sim.url + "/_sim/requests").raise_for_status().json()

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.e2e
 
 NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
 DECIMAL = re.compile(r"[-+]?\d+\.\d+")  # the report prints measured figures with decimals
-TINY = ["--quick", "--duration", "1", "--rss-requests", "300", "--scenarios", "plain,stream,memory"]
+TINY = ["--quick", "--duration", "1", "--rss-requests", "300", "--scenarios", "plain,stream,embeddings,memory"]
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +65,15 @@ def test_streaming_rows_have_ttft_and_64_tokens(report: list[str], label: str) -
     assert " 64-64 " in row, row
 
 
-@pytest.mark.parametrize("label", ["added latency c=1:", "TTFT overhead:", "relay cost per token:"])
+@pytest.mark.parametrize("label", ["embeddings direct  c=1 ", "embeddings gateway c=1 ", "embeddings direct  c=32",
+                                   "embeddings gateway c=32"])
+def test_embedding_rows_have_requests_and_vectors_per_second(report: list[str], label: str) -> None:
+    rps, vectors, p50, p99 = numbers(line(report, label).removeprefix(label))[:4]
+    assert rps > 0 and abs(vectors - rps * 32) <= 16 + 1 and 0 < p50 <= p99  # req/s is printed rounded
+
+
+@pytest.mark.parametrize("label", ["added latency c=1:", "TTFT overhead:", "relay cost per token:",
+                                   "embeddings overhead c=1:"])
 def test_gateway_overheads_are_positive(report: list[str], label: str) -> None:
     # The first figure(s) of each line: gateway minus direct; the gateway always adds some work.
     figures = [float(x) for x in DECIMAL.findall(line(report, label).split("(")[0])]
