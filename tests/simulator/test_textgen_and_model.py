@@ -140,7 +140,8 @@ def test_endpoints_from_config_reads_container_facts_and_embedding_schemas(tmp_p
                      "container": {"kind": "lmi", "version": "0.33.0", "async_mode": True,
                                    "tool_call_parser": "llama3_json"}},
         "tgi-old": {"endpoint_name": "tgi-old", "schema": "openai", "container": {"version": 3.1, "grammar": False}},
-        "vlm": {"endpoint_name": "vlm", "schema": "tgi", "container": {"vision": True, "max_images": 2}},
+        "vlm": {"endpoint_name": "vlm", "schema": "tgi", "container": {"vision": True, "max_images": 2,
+                                                                      "max_top_logprobs": 10}},
         "tei": {"endpoint_name": "tei", "schema": "tei", "context_length": 512, "container": {"max_batch_size": 8}},
         "js1": {"endpoint_name": "js1", "schema": "jumpstart_text_inputs"},
         "js2": {"endpoint_name": "js2", "schema": "jumpstart_list"},
@@ -154,7 +155,7 @@ def test_endpoints_from_config_reads_container_facts_and_embedding_schemas(tmp_p
         "lmi", True, "llama3_json")
     assert got["tgi-old"].container == "tgi" and got["tgi-old"].version == "3.1" and not got["tgi-old"].grammar
     assert got["tgi-old"].at_least("3.1.0") and not got["tgi-old"].at_least("3.2.0")
-    assert (got["vlm"].vision, got["vlm"].max_images) == (True, 2)
+    assert (got["vlm"].vision, got["vlm"].max_images, got["vlm"].max_top_n_tokens) == (True, 2, 10)
     assert (got["tei"].container, got["tei"].max_batch_size, got["tei"].max_input_tokens) == ("tei", 8, 512)
     assert [got[n].container for n in ("js1", "js2", "js3", "lmi-emb")] == [
         "jumpstart-text-inputs", "jumpstart-list", "jumpstart-x-text", "lmi-embedding"]
