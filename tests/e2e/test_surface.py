@@ -145,6 +145,28 @@ def test_streamed_chat_logprobs_per_chunk(client: OpenAI, model: str, top: int) 
     check_entries(entries, text, top)
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_lmi_chat_logprobs_are_repaired(client: OpenAI, sim: Sim, stream: bool) -> None:
+    # LMI's rolling-batch chat: logprobs as a list, bytes as code points, the top token as a number when
+    # streaming; the client sees the OpenAI shape with UTF-8 bytes
+    kwargs: Any = {"model": "llama3-8b-lmi-chat", "messages": MESSAGES, "max_tokens": 12, "logprobs": True,
+                   "top_logprobs": 1}
+    if stream:
+        text, entries = "", []
+        for chunk in client.chat.completions.create(stream=True, **kwargs):
+            if chunk.choices and chunk.choices[0].delta.content:
+                text += chunk.choices[0].delta.content
+                entries += chunk.choices[0].logprobs.content  # type: ignore[union-attr]
+    else:
+        choice = client.chat.completions.create(**kwargs).choices[0]
+        text, entries = choice.message.content or "", choice.logprobs.content  # type: ignore[union-attr]
+    check_entries(entries, text, 1)
+    assert all(e.top_logprobs[0].token == e.token for e in entries)
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(**{**kwargs, "top_logprobs": 2})
+    assert "at most 1" in err.value.response.json()["error"]["message"]
+
+
 def test_completions_logprobs_in_the_legacy_shape(client: OpenAI) -> None:
     completion = client.completions.create(model="llama3-8b", prompt="The sky is", max_tokens=8, logprobs=2)
     logprobs = completion.choices[0].logprobs
