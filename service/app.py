@@ -60,7 +60,7 @@ def create_app(config: Config, *, transport: Transport | None = None, metrics: M
         await state.transport.aclose()
 
     # No trailing-slash redirects: they would answer a POST with a 307 to a URL built from the Host header.
-    fast = {**{r.path: r for r in GENERATION_ROUTES}, EMBEDDINGS_PATH: embeddings_handler}
+    fast: dict[str, Handler] = {**{r.path: r for r in GENERATION_ROUTES}, EMBEDDINGS_PATH: embeddings_handler}
     app = GatewayApp(fast, title="jumpgate", version="0.1.0", lifespan=lifespan,
                      docs_url=None, redoc_url=None, redirect_slashes=False)
     app.state.jumpgate = state

@@ -14,8 +14,7 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langchain_openai import ChatOpenAI, OpenAIEmbeddings
 from openai import OpenAI
 
-from tests.e2e.conftest import Sim
-from tests.procs import Proc
+from tests.procs import Proc, Sim
 
 pytestmark = pytest.mark.e2e
 
@@ -86,7 +85,7 @@ def test_over_long_input_is_400_with_teis_reason(client: OpenAI) -> None:
 def test_langchain_openai_embeddings(gateway_url: str, sim: Sim) -> None:
     # tiktoken's ids mean nothing to a BGE model: LangChain must send text (its documented setting for
     # OpenAI-compatible servers that are not OpenAI)
-    emb = OpenAIEmbeddings(model="bge-large", base_url=gateway_url + "/v1", api_key="unused",  # type: ignore[arg-type]
+    emb = OpenAIEmbeddings(model="bge-large", base_url=gateway_url + "/v1", api_key="unused",  # type: ignore[call-arg]
                            check_embedding_ctx_length=False, chunk_size=40, max_retries=0)
     docs = [f"passage {i}" for i in range(50)]
     vectors = emb.embed_documents(docs)
@@ -151,15 +150,16 @@ def test_lmi_chat_logprobs_are_repaired(client: OpenAI, sim: Sim, stream: bool) 
     # streaming; the client sees the OpenAI shape with UTF-8 bytes
     kwargs: Any = {"model": "llama3-8b-lmi-chat", "messages": MESSAGES, "max_tokens": 12, "logprobs": True,
                    "top_logprobs": 1}
+    entries: list[Any] = []
     if stream:
-        text, entries = "", []
+        text = ""
         for chunk in client.chat.completions.create(stream=True, **kwargs):
             if chunk.choices and chunk.choices[0].delta.content:
                 text += chunk.choices[0].delta.content
-                entries += chunk.choices[0].logprobs.content  # type: ignore[union-attr]
+                entries += chunk.choices[0].logprobs.content if chunk.choices[0].logprobs else []
     else:
         choice = client.chat.completions.create(**kwargs).choices[0]
-        text, entries = choice.message.content or "", choice.logprobs.content  # type: ignore[union-attr]
+        text, entries = choice.message.content or "", choice.logprobs.content if choice.logprobs else []
     check_entries(entries, text, 1)
     assert all(e.top_logprobs[0].token == e.token for e in entries)
     with pytest.raises(openai.BadRequestError) as err:
@@ -223,7 +223,7 @@ def test_non_default_fields_are_all_named_at_once(client: OpenAI, sim: Sim) -> N
 def test_langchain_double_messages_conversation_on_llama2(gateway_url: str, sim: Sim, model: str,
                                                           endpoint: str) -> None:
     # the shape of langchain-tests' ChatModelIntegrationTests.test_double_messages_conversation
-    llm = ChatOpenAI(base_url=gateway_url + "/v1", api_key="unused", model=model,  # type: ignore[arg-type]
+    llm = ChatOpenAI(base_url=gateway_url + "/v1", api_key="unused", model=model,  # type: ignore[call-arg]
                      max_tokens=16, max_retries=0)
     messages = [SystemMessage("hello"), SystemMessage("hello"), HumanMessage("hello"), HumanMessage("hello"),
                 AIMessage("hello"), AIMessage("hello"), HumanMessage("how are you")]

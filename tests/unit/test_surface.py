@@ -49,7 +49,7 @@ def tgi_token(text: str, logprob: float, special: bool = False) -> dict[str, Any
 
 
 def tgi_answer(tokens: list[tuple[str, float]], top: int = 0) -> RawResponse:
-    details = {"finish_reason": "eos_token", "generated_tokens": len(tokens) + 1, "prefill": [],
+    details: dict[str, Any] = {"finish_reason": "eos_token", "generated_tokens": len(tokens) + 1, "prefill": [],
                "tokens": [tgi_token(t, lp) for t, lp in tokens] + [tgi_token("</s>", -0.2, True)]}
     if top:
         details["top_tokens"] = [[tgi_token(t + str(k) if k else t, lp - k) for k in range(top)]
@@ -59,8 +59,9 @@ def tgi_answer(tokens: list[tuple[str, float]], top: int = 0) -> RawResponse:
 
 
 def tgi_stream(tokens: list[tuple[str, float]]) -> list[bytes]:
-    events = [{"token": tgi_token(t, lp), "top_tokens": [tgi_token(t, lp), tgi_token(t + "1", lp - 1)],
-               "generated_text": None, "details": None} for t, lp in tokens]
+    events: list[dict[str, Any]] = [
+        {"token": tgi_token(t, lp), "top_tokens": [tgi_token(t, lp), tgi_token(t + "1", lp - 1)],
+         "generated_text": None, "details": None} for t, lp in tokens]
     events.append({"token": tgi_token("</s>", -0.2, True), "generated_text": "".join(t for t, _ in tokens),
                    "details": {"finish_reason": "eos_token", "generated_tokens": len(tokens) + 1,
                                "input_length": 3}})
