@@ -10,8 +10,9 @@ from dataclasses import replace
 
 from service.adapters.logprobs import TokenData
 from service.adapters.params import Policy, Subject, WireParams
-from service.canonical import GenerationRequest, TokenLogprob
+from service.canonical import GenerationRequest, TokenDelta, TokenLogprob
 from service.errors import InvalidParam, UnsupportedParam
+from service.pipeline.stops import StopScanner
 
 
 def check_endpoint(req: GenerationRequest, data: TokenData | None, subject: Subject, policy: Policy,
@@ -82,3 +83,34 @@ class Release:
         """The stream ended without a stop: everything still waiting."""
         rest, self._pending = tuple(e for _, e in self._pending), []
         return rest
+
+
+class DeltaRelay:
+    """What a client gets of each upstream delta: text that may begin a gateway-side stop sequence held back
+    until decided (`StopScanner`), and, when asked for (`top` alternatives), the log-probabilities of exactly
+    the tokens of the text released."""
+
+    def __init__(self, stops: Sequence[str], top: int | None) -> None:
+        self.scanner = StopScanner(stops)
+        self.top = top or 0
+        self.release = Release() if top is not None else None
+
+    @property
+    def stopped(self) -> bool:
+        return self.scanner.stopped
+
+    def push(self, event: TokenDelta) -> TokenDelta | None:
+        safe = self.scanner.push(event.text)
+        if self.release is not None:
+            self.release.add(event.text, trimmed(event.logprobs, self.top) or ())
+        if not safe:
+            return None
+        return TokenDelta(safe, event.index, self.release.take(len(safe)) if self.release else ())
+
+    def flush(self) -> TokenDelta | None:
+        """The upstream ended: what was held back (up to a stop it may hold), with the entries still owed."""
+        tail = self.scanner.flush()
+        entries = self.release.take(len(tail)) if self.release else ()
+        if self.release is not None and not self.scanner.stopped:
+            entries += self.release.rest()
+        return TokenDelta(tail, logprobs=entries) if tail or entries else None

@@ -1,5 +1,6 @@
 """Streaming requests: open the upstream stream (with retries, before any byte reaches the client), then relay
-token deltas with gateway-side stop sequences, ending with one `StreamFinal`.
+token deltas with gateway-side stop sequences and token log-probabilities (`logprobs.DeltaRelay`), ending with
+one `StreamFinal`.
 
 Failures before the first upstream PayloadPart are ordinary errors (HTTP status, retries); failures after it
 end the client's stream with an error event, never a silent truncated success. Endpoints that cannot stream are
@@ -21,7 +22,6 @@ from service.pipeline.attempts import Attempts
 from service.pipeline.catalog import Endpoint
 from service.pipeline.plan import Plan
 from service.pipeline.results import attributed_cost, resolve_finish, unfinished_usage
-from service.pipeline.stops import StopScanner
 from service.pipeline.tokens import resolve_usage
 from service.telemetry.trace import Trace
 from service.transport.base import Payload, Target, Transport
@@ -62,13 +62,11 @@ class GatewayStream:
     async def events(self) -> AsyncIterator[list[TokenDelta | StreamFinal]]:
         """The deltas, then one StreamFinal, in batches: what one upstream read delivered travels together, so
         the client gets one write per read instead of one per token (nothing waits for a batch to fill)."""
-        scanner = StopScanner(self.plan.params.stop)
+        relay = logprobs.DeltaRelay(self.plan.params.stop, self.plan.logprobs)
         texts = self.generated
         end: StreamEnd | None = None
         source = self._checked_source()
         out: list[TokenDelta | StreamFinal] = []
-        top = self.plan.logprobs
-        release = logprobs.Release() if top is not None else None
         try:
             async for batch in source:
                 if self.mechanics.cut is not None:
@@ -78,15 +76,13 @@ class GatewayStream:
                         end = event
                         break
                     texts.append(event.text)
-                    safe = scanner.push(event.text)
-                    if release is not None:
-                        release.add(event.text, logprobs.trimmed(event.logprobs, top or 0) or ())
-                    if safe:
+                    delta = relay.push(event)
+                    if delta is not None:
                         self._mark_token()
-                        out.append(TokenDelta(safe, event.index, release.take(len(safe)) if release else ()))
-                    if scanner.stopped:
+                        out.append(delta)
+                    if relay.stopped:
                         break
-                if end is not None or scanner.stopped:
+                if end is not None or relay.stopped:
                     break  # stop reading: closing the stream ends the upstream generation early
                 if out:
                     yield out
@@ -94,19 +90,16 @@ class GatewayStream:
         finally:
             await source.aclose()
             await self.aclose()
-        if not scanner.stopped:
+        if not relay.stopped:
             if end is None:
                 raise UpstreamStreamError(f"the stream from endpoint '{self.endpoint.id}' ended before its "
                                           "final event; the answer is incomplete")
-            tail = scanner.flush()
-            entries = release.take(len(tail)) if release else ()
-            if release is not None and not scanner.stopped:
-                entries += release.rest()
-            if tail or entries:
+            tail = relay.flush()
+            if tail is not None:
                 self._mark_token()
-                out.append(TokenDelta(tail, logprobs=entries))
+                out.append(tail)
         text = "".join(texts)
-        final = self.final = self._final(end, text, scanner.stopped)
+        final = self.final = self._final(end, text, relay.stopped)
         if self.on_final is not None:
             self.on_final(self.endpoint, text, final)
         out.append(final)  # what the last read delivered goes out with the final event
