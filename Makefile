@@ -1,21 +1,32 @@
 # Two commands on a fresh clone: `make serve` and `make test`. Each bootstraps .venv itself.
+# `make serve` installs what serving needs ([project.dependencies]) and nothing else, so a first run answers in
+# seconds; `make test` adds the test extras to the same venv.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+RUNTIME := $(VENV)/.runtime-installed
 STAMP := $(VENV)/.installed
+# The gateway's port for `make serve` (`make serve PORT=9000`) and the simulator's for `make simulate`.
+PORT ?= 8080
+SIM_PORT ?= 8081
 
-$(STAMP): pyproject.toml
+# No `pip install --upgrade pip`: the venv's bundled pip installs this project as it is, and the upgrade
+# would cost a first run several seconds.
+$(RUNTIME): pyproject.toml
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(STAMP): $(RUNTIME)
 	$(BIN)/pip install --quiet -e '.[test]'
-	touch $(STAMP)
+	touch $@
 
 .PHONY: serve test lint simulate bench
-serve: $(STAMP)
-	$(BIN)/jumpgate serve
+serve: $(RUNTIME)
+	$(BIN)/jumpgate serve --port $(PORT)
 
-simulate: $(STAMP)
-	$(BIN)/jumpgate simulate
+simulate: $(RUNTIME)
+	$(BIN)/jumpgate simulate --port $(SIM_PORT)
 
 # Debian packages the tests run for real: prometheus (promtool and the server, tests/deploy and
 # tests/e2e/test_prometheus.py) and redis-server (limits shared by replicas, tests/e2e/test_tenancy.py).
