@@ -28,22 +28,25 @@ def _echo(raw: str) -> str:
     return repr(raw if len(raw) <= _ECHO else raw[:_ECHO] + "...")
 
 
+def _digits(raw: str) -> int | None:
+    """Plain ASCII digits only: int() would also take " 80", "8_0" and other scripts' digits."""
+    return int(raw) if re.fullmatch(r"[0-9]{1,9}", raw) else None
+
+
 def port(raw: str) -> int:
     """A TCP port to listen on: 1-65535 (0, "any free port", would leave the user without an address)."""
-    try:
-        value = int(raw, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{_echo(raw)} is not a port number (1-65535)") from None
+    value = _digits(raw)
+    if value is None:
+        raise argparse.ArgumentTypeError(f"{_echo(raw)} is not a port number (1-65535)")
     if not 1 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"{value} is not a port number (1-65535)")
     return value
 
 
 def workers(raw: str) -> int:
-    try:
-        value = int(raw, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{_echo(raw)} is not a number of worker processes (1-64)") from None
+    value = _digits(raw)
+    if value is None:
+        raise argparse.ArgumentTypeError(f"{_echo(raw)} is not a number of worker processes (1-64)")
     if not 1 <= value <= 64:
         raise argparse.ArgumentTypeError(f"{value} worker processes: give 1-64 (scale further with replicas)")
     return value
