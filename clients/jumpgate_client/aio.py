@@ -57,9 +57,11 @@ class AsyncStream:
 
 
 class AsyncJumpgateClient:
-    """The asyncio twin of `JumpgateClient`; use it as `async with AsyncJumpgateClient(url) as client`."""
+    """The asyncio twin of `JumpgateClient`; use it as `async with AsyncJumpgateClient(url) as client`. The
+    same `timeout` default: 330 s to read, above the gateway's 300 s request deadline; 10 s to connect."""
 
-    def __init__(self, base_url: str | None = None, *, api_key: str | None = None, timeout: float = 60.0,
+    def __init__(self, base_url: str | None = None, *, api_key: str | None = None,
+                 timeout: float | httpx.Timeout | None = _core.DEFAULT_TIMEOUT,
                  retry: RetryPolicy | None = None, headers: Mapping[str, str] | None = None,
                  http_client: httpx.AsyncClient | None = None) -> None:
         self.base_url = _core.base_url(base_url)

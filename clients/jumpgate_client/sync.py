@@ -56,9 +56,14 @@ class Stream:
 
 class JumpgateClient:
     """jumpgate's OpenAI-compatible and native APIs. Answers are the gateway's JSON as dicts; failures raise
-    the typed exceptions of `clients.jumpgate_client.errors`. 429 and 503 are retried per `retry`."""
+    the typed exceptions of `clients.jumpgate_client.errors`. 429 and 503 are retried per `retry`.
 
-    def __init__(self, base_url: str | None = None, *, api_key: str | None = None, timeout: float = 60.0,
+    `timeout` (httpx's: seconds, an `httpx.Timeout`, or None for none) defaults to 330 s to read and 10 s to
+    connect: above the gateway's own 300 s request deadline, so its 504 arrives rather than a client-side
+    timeout. Raise it with the gateway's `resilience.request_timeout_s`."""
+
+    def __init__(self, base_url: str | None = None, *, api_key: str | None = None,
+                 timeout: float | httpx.Timeout | None = _core.DEFAULT_TIMEOUT,
                  retry: RetryPolicy | None = None, headers: Mapping[str, str] | None = None,
                  http_client: httpx.Client | None = None) -> None:
         self.base_url = _core.base_url(base_url)
