@@ -122,7 +122,8 @@ def _loopback(host: str) -> bool:
 
 
 def _serve_config(args: argparse.Namespace) -> int:
-    from service.config.model import ConfigError, load_config
+    from service.config.model import load_config
+    from service.config.problems import ConfigError
     from service.server import ListenError, listen
     from service.telemetry.logs import setup_logging
 
@@ -158,8 +159,10 @@ def _serve_one(args: argparse.Namespace, config: Config, sock: socket.socket) ->
     base = display_base(args.host, args.port)
     # uvicorn's access log is off: the gateway writes one structured line per request instead.
     server = AnnouncingServer(uvicorn.Config(app, host=args.host, port=args.port, log_level="info",
-                                             timeout_graceful_shutdown=config.resilience.drain_s, access_log=False,
-                                             log_config=None),
+                                             # uvicorn annotates this int, but waits for it with asyncio.wait_for:
+                                             # fractional seconds work (drain_s: 0.5 in the tests)
+                                             timeout_graceful_shutdown=config.resilience.drain_s,  # type: ignore[arg-type]
+                                             access_log=False, log_config=None),
                               lambda: logging.getLogger("jumpgate").info("listening on %s", base))
     server.run(sockets=[sock])  # not asyncio.run(server.serve()): run() sets up uvloop (uvicorn's loop factory)
     return 0
@@ -171,7 +174,8 @@ def _serve_workers(args: argparse.Namespace, drain_s: float) -> int:
     os.environ["JUMPGATE_CONFIG"] = args.config
     _multiprocess_metrics_dir()
     uvicorn.run("service.app:app_from_env", factory=True, host=args.host, port=args.port, workers=args.workers,
-                log_level="info", timeout_graceful_shutdown=drain_s, access_log=False, log_config=None)
+                log_level="info", access_log=False, log_config=None,
+                timeout_graceful_shutdown=drain_s)  # type: ignore[arg-type]  # a float works: see _serve_one
     return 0
 
 
@@ -204,8 +208,8 @@ async def _demo(host: str, port: int, sock: socket.socket, sim_sock: socket.sock
     sim = QuietServer(uvicorn.Config(create_simulator_app(latency="realistic"), host="127.0.0.1", port=sim_port,
                                      log_level="warning", access_log=False, log_config=None))
     gw = AnnouncingServer(uvicorn.Config(create_app(config), host=host, port=port, log_level="info",
-                                         timeout_graceful_shutdown=config.resilience.drain_s, access_log=False,
-                                         log_config=None), _printer(usage_banner(host, port)))
+                                         timeout_graceful_shutdown=config.resilience.drain_s,  # type: ignore[arg-type]
+                                         access_log=False, log_config=None), _printer(usage_banner(host, port)))
     sim_task = asyncio.create_task(sim.serve(sockets=[sim_sock]))
     while not sim.started and not sim_task.done():
         await asyncio.sleep(0.01)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, Literal, overload
 
@@ -24,7 +24,7 @@ class Stream:
         self.headers = response.headers
         self._chunks = self._iterate()
 
-    def _iterate(self) -> Iterator[Chunk]:
+    def _iterate(self) -> Generator[Chunk, None, None]:
         decoder = SSEDecoder(self.request_id)
         try:
             for line in self.response.iter_lines():

@@ -158,7 +158,7 @@ def setup_logging(fmt: str = "json", level: int = logging.INFO) -> None:
     atexit.register(_writer.stop)  # flush what is queued when the process exits
     _lean_records()
     root = logging.getLogger()
-    root.handlers[:] = [_Enqueue(records)]  # type: ignore[arg-type]
+    root.handlers[:] = [_Enqueue(records)]
     root.setLevel(level)
 
 
@@ -166,7 +166,7 @@ def _lean_records() -> None:
     """Skip what no jumpgate format prints: thread, process and caller lookups for every record (the knobs of
     the "Optimization" section of Python's logging HOWTO; together about a quarter of a request line's cost)."""
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
-    logging._srcfile = None  # type: ignore[attr-defined]  # no stack walk to find the caller's file and line
+    logging._srcfile = None  # no stack walk to find the caller's file and line
 
 
 def log_request(t: Trace, request_id: str, *, prompt: str | None = None, completion: str | None = None) -> None:

@@ -79,7 +79,7 @@ def secret(directory: Path, spec: dict[str, Any]) -> Doc:
         if not path.is_file():
             raise FileNotFoundError(f"secretGenerator {spec['name']}: {path} does not exist (create it first)")
         pairs += env_pairs(path.read_text(encoding="utf-8"))
-    pairs += [tuple(literal.split("=", 1)) for literal in spec.get("literals", [])]  # type: ignore[misc]
+    pairs += [(key, value) for key, _, value in (literal.partition("=") for literal in spec.get("literals", []))]
     data = {key: _base64(value) for key, value in pairs}
     if len(data) != len(pairs):
         raise ValueError(f"secretGenerator {spec['name']}: a key is given twice")
@@ -160,14 +160,14 @@ def merge(base: Any, patch: Any) -> Any:
                 out[key] = merge(base[key], value) if key in base else copy.deepcopy(value)
         return out
     if isinstance(base, list) and isinstance(patch, list) and _named(base) and _named(patch):
-        out = copy.deepcopy(base)
-        index = {item["name"]: i for i, item in enumerate(out)}
+        items = copy.deepcopy(base)
+        index = {item["name"]: i for i, item in enumerate(items)}
         for item in patch:
             if item["name"] in index:
-                out[index[item["name"]]] = merge(out[index[item["name"]]], item)
+                items[index[item["name"]]] = merge(items[index[item["name"]]], item)
             else:
-                out.append(copy.deepcopy(item))
-        return out
+                items.append(copy.deepcopy(item))
+        return items
     return copy.deepcopy(patch)
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import jsonschema
-import kubernetes_validate
+import jsonschema  # type: ignore[import-untyped]
+import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
 
@@ -102,6 +102,7 @@ def pod_spec(docs: list[Doc]) -> Doc:
 
 def container(docs: list[Doc]) -> Doc:
     (c,) = pod_spec(docs)["containers"]
+    assert isinstance(c, dict)
     return c
 
 

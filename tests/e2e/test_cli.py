@@ -38,10 +38,10 @@ def jumpgate(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str
 
 def commands() -> dict[str, list[tuple[str, str]]]:
     """Each subcommand → (option, help) of each of its flags, from the parser the console script uses."""
-    sub = next(a for a in cli._parser()._actions if a.choices and isinstance(a.choices, dict))
+    sub = next(a.choices for a in cli._parser()._actions if isinstance(a.choices, dict))
     return {name: [(a.option_strings[-1], a.help or "") for a in parser._actions
                    if a.option_strings and a.dest != "help"]
-            for name, parser in sub.choices.items()}
+            for name, parser in sub.items()}
 
 
 def test_every_flag_of_every_command_has_a_description_a_default_and_a_variable() -> None:
