@@ -10,15 +10,23 @@ STAMP := $(VENV)/.installed
 PORT ?= 8080
 SIM_PORT ?= 8081
 
-# No `pip install --upgrade pip`: the venv's bundled pip installs this project as it is, and the upgrade
-# would cost a first run several seconds.
+# Fast first run, measured on a 2-core machine: the venv is made without its own pip and filled by the pip of
+# the interpreter that makes it (`pip --python`, pip >= 22.3), which saves the ~5 s CPU of unpacking pip into
+# it; pip itself is then installed into the venv alongside the project (the venv keeps its own `.venv/bin/pip`);
+# `--no-compile` leaves bytecode to the first import of each module, which writes it once (~5 s CPU less).
+# Without a `$(PY) -m pip` that can, ensurepip gives the venv its own pip to do it. No `pip install --upgrade pip` either.
 $(RUNTIME): pyproject.toml
-	$(PY) -m venv $(VENV)
-	$(BIN)/pip install --quiet -e .
+	@echo "installing the gateway's runtime dependencies into $(VENV) (first run only)"
+	$(PY) -m venv --without-pip $(VENV)
+	@if $(PY) -m pip --python $(BIN)/python --version >/dev/null 2>&1; then \
+	  $(PY) -m pip --python $(BIN)/python install --quiet --no-compile -e . pip; \
+	else \
+	  $(BIN)/python -m ensurepip --default-pip >/dev/null && $(BIN)/pip install --quiet --no-compile -e .; \
+	fi
 	touch $@
 
 $(STAMP): $(RUNTIME)
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --no-compile -e '.[test]'
 	touch $@
 
 .PHONY: serve test lint simulate bench
