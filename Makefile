@@ -10,19 +10,18 @@ STAMP := $(VENV)/.installed
 PORT ?= 8080
 SIM_PORT ?= 8081
 
-# Fast first run, measured on a 2-core machine: the venv is made without its own pip and filled by the pip of
-# the interpreter that makes it (`pip --python`, pip >= 22.3), which saves the ~5 s CPU of unpacking pip into
-# it; pip itself is then installed into the venv alongside the project (the venv keeps its own `.venv/bin/pip`);
-# `--no-compile` leaves bytecode to the first import of each module, which writes it once (~5 s CPU less).
-# Without a `$(PY) -m pip` that can, ensurepip gives the venv its own pip to do it. No `pip install --upgrade pip` either.
+# A fast first run, measured on a 2-core machine (CPU seconds): the venv is made without pip (0.3 s instead of
+# 5 s of unpacking Python 3.11's bundled pip 23.2 into it); the interpreter's own pip (`pip --python`) puts the
+# current pip in it (1.5 s), which installs the project in 11 s where pip 23.2 takes 21 s (most of it matching
+# wheel tags of the thousands of botocore/boto3 files on the index). `--no-compile` leaves bytecode to the first
+# import of each module, which writes it once. Where `$(PY) -m pip` cannot do that, ensurepip gives the venv
+# its bundled pip.
 $(RUNTIME): pyproject.toml
 	@echo "installing the gateway's runtime dependencies into $(VENV) (first run only)"
 	$(PY) -m venv --without-pip $(VENV)
-	@if $(PY) -m pip --python $(BIN)/python --version >/dev/null 2>&1; then \
-	  $(PY) -m pip --python $(BIN)/python install --quiet --no-compile -e . pip; \
-	else \
-	  $(BIN)/python -m ensurepip --default-pip >/dev/null && $(BIN)/pip install --quiet --no-compile -e .; \
-	fi
+	@$(PY) -m pip --python $(BIN)/python install --quiet --no-compile pip 2>/dev/null || \
+	  $(BIN)/python -m ensurepip --default-pip >/dev/null
+	$(BIN)/pip install --quiet --no-compile -e .
 	touch $@
 
 $(STAMP): $(RUNTIME)
