@@ -144,7 +144,7 @@ def _serve_config(args: argparse.Namespace) -> int:
     # exits 0: set Kubernetes terminationGracePeriodSeconds / ECS stopTimeout a little above it.
     if args.workers > 1:
         sock.close()  # the port is free (just checked): uvicorn's supervisor binds it and shares it with workers
-        return _serve_workers(args, config.resilience.drain_s)
+        return _serve_workers(args, config)
     return _serve_one(args, config, sock)
 
 
@@ -153,29 +153,27 @@ def _serve_one(args: argparse.Namespace, config: Config, sock: socket.socket) ->
 
     from service.app import create_app
     from service.config.demo import display_base
-    from service.server import AnnouncingServer
+    from service.server import AnnouncingServer, gateway_options
 
     app = create_app(config, config_path=args.config)
     base = display_base(args.host, args.port)
-    # uvicorn's access log is off: the gateway writes one structured line per request instead.
-    server = AnnouncingServer(uvicorn.Config(app, host=args.host, port=args.port, log_level="info",
-                                             # uvicorn annotates this int, but waits for it with asyncio.wait_for:
-                                             # fractional seconds work (drain_s: 0.5 in the tests)
-                                             timeout_graceful_shutdown=config.resilience.drain_s,  # type: ignore[arg-type]
-                                             access_log=False, log_config=None),
+    options = gateway_options(config.resilience.drain_s, config.server)
+    server = AnnouncingServer(uvicorn.Config(app, host=args.host, port=args.port, log_level="info", **options),
                               lambda: logging.getLogger("jumpgate").info("listening on %s", base))
     server.run(sockets=[sock])  # not asyncio.run(server.serve()): run() sets up uvloop (uvicorn's loop factory)
     return 0
 
 
-def _serve_workers(args: argparse.Namespace, drain_s: float) -> int:
+def _serve_workers(args: argparse.Namespace, config: Config) -> int:
     import uvicorn
+
+    from service.server import gateway_options
 
     os.environ["JUMPGATE_CONFIG"] = args.config
     _multiprocess_metrics_dir()
+    # uvicorn annotates timeouts as int but waits with asyncio.wait_for: fractional seconds work
     uvicorn.run("service.app:app_from_env", factory=True, host=args.host, port=args.port, workers=args.workers,
-                log_level="info", access_log=False, log_config=None,
-                timeout_graceful_shutdown=drain_s)  # type: ignore[arg-type]  # a float works: see _serve_one
+                log_level="info", **gateway_options(config.resilience.drain_s, config.server))
     return 0
 
 
@@ -197,7 +195,7 @@ async def _demo(host: str, port: int, sock: socket.socket, sim_sock: socket.sock
     from service.app import create_app
     from service.config.demo import DEMO_LOG_FORMAT, demo_config_data, usage_banner
     from service.config.model import parse_config
-    from service.server import AnnouncingServer, QuietServer
+    from service.server import AnnouncingServer, QuietServer, gateway_options
     from service.simulator.app import create_simulator_app
     from service.telemetry.logs import setup_logging
 
@@ -207,9 +205,9 @@ async def _demo(host: str, port: int, sock: socket.socket, sim_sock: socket.sock
     setup_logging(config.logging.format)
     sim = QuietServer(uvicorn.Config(create_simulator_app(latency="realistic"), host="127.0.0.1", port=sim_port,
                                      log_level="warning", access_log=False, log_config=None))
-    gw = AnnouncingServer(uvicorn.Config(create_app(config), host=host, port=port, log_level="info",
-                                         timeout_graceful_shutdown=config.resilience.drain_s,  # type: ignore[arg-type]
-                                         access_log=False, log_config=None), _printer(usage_banner(host, port)))
+    options = gateway_options(config.resilience.drain_s, config.server)
+    gw = AnnouncingServer(uvicorn.Config(create_app(config), host=host, port=port, log_level="info", **options),
+                          _printer(usage_banner(host, port)))
     sim_task = asyncio.create_task(sim.serve(sockets=[sim_sock]))
     while not sim.started and not sim_task.done():
         await asyncio.sleep(0.01)

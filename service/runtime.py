@@ -84,7 +84,7 @@ class AppState:
 
     def begin_drain(self, loop: asyncio.AbstractEventLoop) -> None:
         """SIGTERM: uvicorn stops accepting and waits for requests in flight; streams still open at drain_s are
-        cut with a shutting-down error event (uvicorn's own hard limit is set a little later, cli.DRAIN_GRACE_S)."""
+        cut with a shutting-down error event (uvicorn's own hard limit is set a little later, server.DRAIN_GRACE_S)."""
         if self._drain_timer is None:
             drain_s = self.settings.config.resilience.drain_s
             log.info("draining: requests in flight may finish for %gs", drain_s)

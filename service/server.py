@@ -7,8 +7,28 @@ import errno
 import signal
 import socket
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import uvicorn
+
+from service.config.server import ServerConfig
+
+#: uvicorn's own hard limit on the drain comes this long after drain_s: by then the gateway has ended the streams
+#: still open with a shutting-down event (runtime.AppState.begin_drain), and this only catches what could not be.
+DRAIN_GRACE_S = 5.0
+
+
+def gateway_options(drain_s: float, server: ServerConfig) -> dict[str, Any]:
+    """uvicorn settings every way of serving the gateway uses (one process, workers, the demo)."""
+    return {
+        # request head / body timeouts, a connection cap and JSON refusals (service/protocol.py)
+        "http": "service.protocol:GuardedHttpToolsProtocol",
+        "timeout_keep_alive": server.keepalive_timeout_s,
+        "timeout_graceful_shutdown": drain_s + DRAIN_GRACE_S,
+        # uvicorn's access log is off: the gateway writes one structured line per request instead
+        "access_log": False,
+        "log_config": None,
+    }
 
 
 class ListenError(Exception):

@@ -239,7 +239,6 @@ def check_config(path: Path) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=60, check=False)
 
 
-@pytest.mark.skip(reason="needs metrics.listen (issue 13)")
 def test_the_whole_sample_config_passes_check_config() -> None:
     done = check_config(SAMPLE_CONFIG)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -277,7 +276,6 @@ def test_adot_scrapes_the_metrics_listener(template: dict[str, Json]) -> None:
     assert target == f"127.0.0.1:{mappings['metrics']}" and path == "/metrics"
 
 
-@pytest.mark.skip(reason="needs metrics.listen (issue 13)")
 def test_adot_scrape_answers_on_a_real_gateway(template: dict[str, Json], tmp_path: Path) -> None:
     """The sample config run for real in front of the simulator: the collector's target answers, the API port
     does not serve /metrics."""

@@ -172,7 +172,6 @@ def test_the_config_passes_check_config_but_for_the_metrics_listener(rendered: l
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-@pytest.mark.skip(reason="needs metrics.listen (issue 13)")
 def test_the_whole_config_passes_check_config(rendered: list[Doc], tmp_path: Path) -> None:
     text = one(rendered, "ConfigMap")["data"]["jumpgate.yaml"]
     done = check_config(text, tmp_path, {**clean_env(), "JUMPGATE_API_KEY_SHA256": TEST_KEY_SHA256})

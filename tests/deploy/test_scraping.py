@@ -135,7 +135,6 @@ def test_monitoring_namespace_agrees_between_the_network_policy_and_the_adapter(
     assert allowed == {installed_in}
 
 
-@pytest.mark.skip(reason="needs metrics.listen (issue 13)")
 def test_the_metrics_listener_serves_the_scrape_and_the_api_port_does_not(overlay: list[Doc],
                                                                            tmp_path: Path) -> None:
     """The overlay's config, run for real in front of the simulator: /metrics answers on the metrics listener
