@@ -69,6 +69,9 @@ class Metrics:
                                       registry=r)
         self.rejected = Counter("jumpgate_rejected", "Requests refused by the gateway", ["model", "reason"],
                                 registry=r)
+        # source: the credential source's bounded label (chain, static, profile:<name>, role:<role name>)
+        self.credential_refresh = Counter("jumpgate_credential_refresh", "AWS credential fetches and renewals",
+                                          ["source", "result"], registry=r)
 
     def exposition(self) -> bytes:
         """The text for GET /metrics. With `jumpgate serve --workers N` every worker writes its samples to
@@ -116,6 +119,11 @@ class Metrics:
             self.window.add(t.endpoint, t.usage.total_tokens)
         if t.cost_usd:
             child(self.cost, t.model, t.endpoint, t.tenant).inc(t.cost_usd)
+
+    def count_credential_refresh(self, source: str, result: str) -> None:
+        """The credential refresher's hook (transport/credentials.py): result is success or failure. Called from
+        the refresher thread; prometheus-client counters are thread-safe."""
+        self.credential_refresh.labels(source, result).inc()
 
     def _child(self, metric: Any, *labels: str) -> Any:
         """`metric.labels(...)` with the child cached: label values are bounded, so the cache is too."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import boto3
@@ -19,7 +20,10 @@ from botocore.awsrequest import AWSRequest, HTTPHeaders
 from botocore.credentials import Credentials, ReadOnlyCredentials
 from botocore.exceptions import BotoCoreError
 
-from service.errors import NoEndpointAvailable, redact
+from service.errors import CredentialsUnavailable, NoEndpointAvailable, redact
+
+if TYPE_CHECKING:
+    from service.transport.credentials import CredentialProvider
 
 SIGNING_NAME = "sagemaker"  # the SigV4 "service" of the runtime API (not "runtime.sagemaker")
 
@@ -65,10 +69,21 @@ class Signer:
 
         return cls(resolve, region)
 
+    @classmethod
+    def from_provider(cls, provider: CredentialProvider, region: str) -> Signer:
+        """Sign with whatever `provider` holds now (renewed in the background; see credentials.py). No I/O:
+        missing or expired credentials raise CredentialsUnavailable from the provider."""
+        credentials = _Provided(provider)
+        return cls(lambda: credentials, region)
+
+    def for_region(self, region: str) -> Signer:
+        """A signer over the same credential source, scoped to another region."""
+        return Signer(self._source, region)
+
     def credentials_available(self) -> bool:
         try:
             self._frozen()
-        except NoEndpointAvailable:
+        except (NoEndpointAvailable, CredentialsUnavailable):
             return False
         return True
 
@@ -121,6 +136,17 @@ class Signer:
         return NoEndpointAvailable(
             f"AWS credentials could not be resolved for SageMaker in {self.region} ({redact(problem)}); "
             f"to provide them, {HOW_TO_PROVIDE}")
+
+
+class _Provided(Credentials):
+    """botocore Credentials whose frozen triple is the provider's current one (the Signer asks once per signing)."""
+
+    def __init__(self, provider: CredentialProvider) -> None:
+        super().__init__("provided", "provided")
+        self._provider = provider
+
+    def get_frozen_credentials(self) -> ReadOnlyCredentials:
+        return self._provider.current()
 
 
 class _BytesRequest(AWSRequest):
