@@ -84,7 +84,8 @@ class SageMakerTransport:
                  keepalive_s: float = 30.0, credentials: CredentialRegistry | None = None) -> None:
         self._base = runtime_url.rstrip("/")
         self._signer = signer
-        self._credentials = credentials
+        #: the credential sources of targets that carry one (None: every target uses `signer`)
+        self.credentials = credentials
         self._signers: dict[tuple[Any, str], Signer] = {}
         self._pool_size = pool_size
         # Shorter than the idle timeouts of AWS front ends (60 s) so we drop a connection before they do.
@@ -128,15 +129,15 @@ class SageMakerTransport:
             resp.close()
 
     async def aclose(self) -> None:
-        if self._credentials is not None:
-            self._credentials.close()
+        if self.credentials is not None:
+            self.credentials.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
 
     def credentials_ready(self) -> bool:
         """Readiness: the default signer and every credential source the targets use hold usable credentials."""
-        if self._credentials is not None and not self._credentials.ready():
+        if self.credentials is not None and not self.credentials.ready():
             return False
         return self._signer.credentials_available()
 
@@ -151,10 +152,10 @@ class SageMakerTransport:
         key = (target.credentials, region)
         found = self._signers.get(key)
         if found is None:
-            if target.credentials is None or self._credentials is None:
+            if target.credentials is None or self.credentials is None:
                 found = self._signer.for_region(region)  # the default credentials, another region
             else:
-                found = Signer.from_provider(self._credentials.provider(target.credentials), region)
+                found = Signer.from_provider(self.credentials.provider(target.credentials), region)
             self._signers[key] = found
         return found
 
