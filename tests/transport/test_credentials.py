@@ -127,7 +127,7 @@ def test_a_source_that_never_worked_is_a_503_naming_it() -> None:
     sts.down = True
     provider, refresher = make(clock, sts)
     refresher.run_pending()
-    with pytest.raises(CredentialsUnavailable, match="are not available .*EndpointConnectionError"):
+    with pytest.raises(CredentialsUnavailable, match=r"are not available .*EndpointConnectionError"):
         provider.current()
 
 
