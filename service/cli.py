@@ -36,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--port", type=int, default=8081)
     simulate.add_argument("--latency", choices=("realistic", "zero"), default="realistic")
     simulate.add_argument("--config", default=None, help="simulate the endpoints of this jumpgate config")
+    simulate.add_argument("--region", default=None, help="with --config: only that region's endpoints")
     simulate.set_defaults(func=_simulate)
 
     check = sub.add_parser("check-config", help="validate a config file and print what it resolves to")
@@ -138,7 +139,7 @@ async def _serve_demo(host: str, port: int) -> int:
 def _simulate(args: argparse.Namespace) -> int:
     from service.simulator.app import run_simulator
 
-    run_simulator(args.host, args.port, args.latency, args.config)
+    run_simulator(args.host, args.port, args.latency, args.config, args.region)
     return 0
 
 

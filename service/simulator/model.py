@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,15 @@ class SimEndpoint:
     max_total_tokens: int = 8192
     slots: int = 32
     requires_eula: bool = False
+    #: estates (service/simulator/estate.py): the region its SigV4 scope must name and the access keys it accepts
+    #: (None / empty: unchecked); serverless (stream API refused, cold start after idling); inference components
+    #: and their copies; seconds of virtual time after a no-capacity refusal until a copy is added (None: never)
+    region: str | None = None
+    access_keys: tuple[str, ...] = ()
+    serverless: bool = False
+    cold_start_s: float = 0.0
+    inference_components: Mapping[str, int] = field(default_factory=dict)
+    scale_out_after_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.container not in CONTAINER_KINDS:
@@ -41,6 +51,8 @@ class SimEndpoint:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown endpoint fields {unknown}; known: {sorted(known)}")
+        if isinstance(data.get("access_keys"), list):
+            data = {**data, "access_keys": tuple(data["access_keys"])}
         return cls(name=name, **data)
 
 
@@ -72,8 +84,24 @@ def endpoints_from_config(path: str | Path) -> dict[str, SimEndpoint]:
     result: dict[str, SimEndpoint] = {}
     for key, entry in (data.get("endpoints") or {}).items():
         endpoint = _endpoint_from_entry(str(key), entry or {})
-        result.setdefault(endpoint.name, endpoint)
+        endpoint = replace(endpoint, **estate_fields(entry or {}, data.get("aws") or {}))
+        if endpoint.name in result:  # one endpoint hosting several components: gather them
+            first = result[endpoint.name]
+            endpoint = replace(first, inference_components={**first.inference_components,
+                                                            **endpoint.inference_components})
+        result[endpoint.name] = endpoint
     return result
+
+
+def estate_fields(entry: dict[str, Any], aws: dict[str, Any]) -> dict[str, Any]:
+    """Region, accepted keys, serverless and components of one jumpgate config entry. The keys are known only for
+    static credentials; an assumed role's keys come from STS, so tests set them through the control API."""
+    creds = entry.get("credentials") or aws.get("credentials")
+    static = creds.get("access_key_id") if isinstance(creds, dict) and not creds.get("role_arn") else None
+    component = entry.get("inference_component")
+    return {"region": entry.get("region") or aws.get("region"), "access_keys": (static,) if static else (),
+            "serverless": bool(entry.get("serverless")),
+            "inference_components": {str(component): 1} if component else {}}
 
 
 def _endpoint_from_entry(key: str, entry: dict[str, Any]) -> SimEndpoint:
