@@ -44,7 +44,10 @@ def _parser() -> argparse.ArgumentParser:
     check.set_defaults(func=_check_config)
 
     discover = sub.add_parser("discover", help="list the account's SageMaker endpoints and print a config for them")
-    discover.add_argument("--region", default=None, help="default: the AWS session's (AWS_REGION, profile)")
+    discover.add_argument("--region", action="append", default=None,
+                          help="a region to scan (repeat for several); default: the session's (AWS_REGION, profile)")
+    discover.add_argument("--role-arn", action="append", default=[],
+                          help="also scan through this role, assumed with STS (another account; repeat for several)")
     discover.add_argument("--profile", default=None, help="AWS named profile")
     discover.add_argument("--endpoint-url", default=None, help="SageMaker API URL (VPC endpoint, moto)")
     discover.set_defaults(func=_discover)
@@ -152,7 +155,7 @@ def _check_config(args: argparse.Namespace) -> int:
 def _discover(args: argparse.Namespace) -> int:
     from service.discover.scan import run_discover
 
-    return run_discover(args.region, args.profile, args.endpoint_url)
+    return run_discover(args.region, args.profile, args.endpoint_url, role_arns=args.role_arn)
 
 
 def _multiprocess_metrics_dir() -> None:
