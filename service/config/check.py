@@ -11,11 +11,11 @@ from service.config.model import (
     DEFAULT_MAX_NEW_TOKENS,
     AwsConfig,
     Config,
-    ConfigError,
     EndpointConfig,
     ModelConfig,
     load_config,
 )
+from service.config.problems import ConfigError
 from service.telemetry import cost
 
 

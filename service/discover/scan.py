@@ -20,9 +20,9 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-import boto3
+import boto3  # type: ignore[import-untyped]
 import yaml
-from botocore.exceptions import ProfileNotFound
+from botocore.exceptions import ProfileNotFound  # type: ignore[import-untyped]
 
 from service.discover.estate import JUMPSTART_MODEL_ID_TAG, Scope, assume, group, jumpstart_id, scopes
 from service.discover.rules import (  # re-exported: callers and tests import them from here
@@ -335,7 +335,8 @@ def _scan(session: Any, scope: Scope, endpoint_url: str | None, err: TextIO) -> 
 
 def _self_check(text: str, err: TextIO) -> int:
     """The output must pass check-config; say so on stderr when it does not (a bug, or nothing to serve)."""
-    from service.config.model import ConfigError, parse_config
+    from service.config.model import parse_config
+    from service.config.problems import ConfigError
 
     if (data := yaml.safe_load(text)) is None:
         print("jumpgate discover: no endpoint could be turned into a config; the comments above say why", file=err)

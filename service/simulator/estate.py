@@ -171,9 +171,11 @@ async def _scale(request: Request) -> Response:
     try:
         data = await _json_object(request)
         copies, after_s = data.get("copies"), data.get("after_s", 0)
-        if set(data) - {"copies", "after_s"} or not _count(copies) or not _seconds(after_s):
+        if set(data) - {"copies", "after_s"} or not isinstance(copies, int) or not _count(copies) \
+                or not _seconds(after_s):
             raise ValueError('expected {"copies": a count >= 0, "after_s": seconds >= 0 (optional)}')
-        _estate(request).scale(request.path_params["name"], request.path_params["component"], copies, after_s)
+        _estate(request).scale(request.path_params["name"], request.path_params["component"], copies,
+                               float(after_s))
     except (ValueError, KeyError) as exc:
         return json_response({"error": str(exc).strip("'\"")}, 400)
     return json_response(_estate(request).snapshot(request.path_params["name"]))

@@ -81,7 +81,7 @@ def model_error(endpoint: str, status: int, original: bytes) -> Response:
     side = "client" if status < 500 else "server"
     group = f"/aws/sagemaker/Endpoints/{endpoint}"
     console = f"https://{REGION}.console.aws.amazon.com/cloudwatch/home?region={REGION}#logEventViewer:group={group}"
-    body = {
+    body: dict[str, object] = {
         "ErrorCode": "CLIENT_ERROR_FROM_MODEL" if status < 500 else "SERVER_ERROR_FROM_MODEL",
         "LogStreamArn": f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{group}",
         "Message": f"Received {side} error ({status}) from primary with message \"{text}\". "

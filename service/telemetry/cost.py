@@ -79,7 +79,10 @@ def load_serverless_prices() -> tuple[float, float]:
 
 
 class PriceModel(Protocol):
-    kind: str
+    @property
+    def kind(self) -> str:
+        """instance-hours | serverless"""
+        ...
 
     @property
     def hourly(self) -> float:

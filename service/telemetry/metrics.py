@@ -78,7 +78,7 @@ class Metrics:
         PROMETHEUS_MULTIPROC_DIR and any worker answers the scrape with all of them added up."""
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry)
+            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
             return generate_latest(registry)
         return generate_latest(self.registry)
 

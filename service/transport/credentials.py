@@ -24,7 +24,11 @@ from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from typing import Any, NamedTuple
 
-from botocore.credentials import AssumeRoleCredentialFetcher, Credentials, ReadOnlyCredentials
+from botocore.credentials import (  # type: ignore[import-untyped]
+    AssumeRoleCredentialFetcher,
+    Credentials,
+    ReadOnlyCredentials,
+)
 
 from service.errors import CredentialsUnavailable, redact
 from service.transport.base import CHAIN, CredentialSpec
@@ -256,7 +260,7 @@ def _session_fetch(profile: str | None) -> Fetch:
 
 
 def _role_fetch(spec: CredentialSpec, sts_region: str) -> Fetch:
-    import botocore.session
+    import botocore.session  # type: ignore[import-untyped]
 
     holder: list[AssumeRoleCredentialFetcher] = []
     extra: dict[str, Any] = {"RoleSessionName": spec.session_name, "DurationSeconds": spec.duration_s}
@@ -283,7 +287,7 @@ def _base_credentials(spec: CredentialSpec) -> Credentials:
 
 
 def _chain_credentials(profile: str | None) -> Credentials:
-    import boto3
+    import boto3  # type: ignore[import-untyped]
 
     credentials = boto3.Session(profile_name=profile).get_credentials()
     if credentials is None:

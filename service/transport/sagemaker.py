@@ -262,7 +262,9 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
 
 
 def _as_int(value: object) -> int | None:
+    if not isinstance(value, int | float | str) or isinstance(value, bool):
+        return None
     try:
-        return int(value)  # type: ignore[call-overload]
-    except (TypeError, ValueError):
+        return int(value)
+    except ValueError:
         return None

@@ -14,11 +14,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import boto3
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest, HTTPHeaders
-from botocore.credentials import Credentials, ReadOnlyCredentials
-from botocore.exceptions import BotoCoreError
+import boto3  # type: ignore[import-untyped]
+from botocore.auth import SigV4Auth  # type: ignore[import-untyped]
+from botocore.awsrequest import AWSRequest, HTTPHeaders  # type: ignore[import-untyped]
+from botocore.credentials import Credentials, ReadOnlyCredentials  # type: ignore[import-untyped]
+from botocore.exceptions import BotoCoreError  # type: ignore[import-untyped]
 
 from service.errors import CredentialsUnavailable, NoEndpointAvailable, redact
 
@@ -138,7 +138,7 @@ class Signer:
             f"to provide them, {HOW_TO_PROVIDE}")
 
 
-class _Provided(Credentials):
+class _Provided(Credentials):  # type: ignore[misc]
     """botocore Credentials whose frozen triple is the provider's current one (the Signer asks once per signing)."""
 
     def __init__(self, provider: CredentialProvider) -> None:
@@ -149,7 +149,7 @@ class _Provided(Credentials):
         return self._provider.current()
 
 
-class _BytesRequest(AWSRequest):
+class _BytesRequest(AWSRequest):  # type: ignore[misc]
     """An AWSRequest whose body is already the bytes to send.
 
     botocore's `AWSRequest.body` runs the whole request preparation (a headers copy, URL preparation)
@@ -162,7 +162,7 @@ class _BytesRequest(AWSRequest):
         return self.data  # type: ignore[no-any-return]
 
 
-class CachedKeySigV4Auth(SigV4Auth):
+class CachedKeySigV4Auth(SigV4Auth):  # type: ignore[misc]
     """botocore's SigV4 with the derived signing key cached per secret and day.
 
     The key (four chained HMACs over the date, region, service and "aws4_request") depends only on the
@@ -185,7 +185,7 @@ class CachedKeySigV4Auth(SigV4Auth):
         selected = request.context.get(_SELECTED)
         if selected is None:
             selected = request.context[_SELECTED] = super().headers_to_sign(request)
-        return selected  # type: ignore[no-any-return]
+        return selected
 
     def signature(self, string_to_sign: str, request: AWSRequest) -> str:
         day = request.context["timestamp"][0:8]
