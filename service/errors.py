@@ -207,6 +207,6 @@ class CredentialsUnavailable(UpstreamError):
 
     status = 503
     type = "service_unavailable"
-    code = "credentials_unavailable"
+    code = NoEndpointAvailable.code  # what clients have always been told when the gateway has no credentials
     kind = "credentials"
     retryable = True

@@ -98,8 +98,11 @@ def estate_fields(entry: dict[str, Any], aws: dict[str, Any]) -> dict[str, Any]:
     static credentials; an assumed role's keys come from STS, so tests set them through the control API."""
     creds = entry.get("credentials") or aws.get("credentials")
     static = creds.get("access_key_id") if isinstance(creds, dict) and not creds.get("role_arn") else None
+    if isinstance(static, str) and "${" in static:
+        static = None  # expanded from the gateway's environment, which the simulator does not see: unchecked
     component = entry.get("inference_component")
-    return {"region": entry.get("region") or aws.get("region"), "access_keys": (static,) if static else (),
+    region = entry.get("region") or aws.get("region")
+    return {"region": None if "${" in str(region) else region, "access_keys": (static,) if static else (),
             "serverless": bool(entry.get("serverless")),
             "inference_components": {str(component): 1} if component else {}}
 

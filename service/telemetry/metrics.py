@@ -27,6 +27,13 @@ TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1, 1.5, 2, 3, 5, 1
 TPOT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.5, 1)
 
 
+def _credential_refresh_counter(registry: CollectorRegistry) -> Counter:
+    """source: a credential source's bounded label (chain, static, profile:<name>, role:<role name>); result:
+    success | failure (service/transport/credentials.py)."""
+    return Counter("jumpgate_credential_refresh", "AWS credential fetches and renewals", ["source", "result"],
+                   registry=registry)
+
+
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None, window: TokenWindow | None = None) -> None:
         self.registry = registry or CollectorRegistry()
@@ -69,9 +76,7 @@ class Metrics:
                                       registry=r)
         self.rejected = Counter("jumpgate_rejected", "Requests refused by the gateway", ["model", "reason"],
                                 registry=r)
-        # source: the credential source's bounded label (chain, static, profile:<name>, role:<role name>)
-        self.credential_refresh = Counter("jumpgate_credential_refresh", "AWS credential fetches and renewals",
-                                          ["source", "result"], registry=r)
+        self.credential_refresh = _credential_refresh_counter(r)
 
     def exposition(self) -> bytes:
         """The text for GET /metrics. With `jumpgate serve --workers N` every worker writes its samples to

@@ -110,7 +110,7 @@ def test_an_sts_outage_keeps_the_old_credentials_until_they_expire_then_a_clear_
         provider.current()
     err = info.value
     assert (err.status, err.type, err.code, err.retryable) == (503, "service_unavailable",
-                                                               "credentials_unavailable", True)
+                                                               "no_endpoint_available", True)
     assert isinstance(err, UpstreamError)  # failover moves on to an endpoint with other credentials
     assert "expired at" in err.message and "EndpointConnectionError" in err.message
     assert "111122223333" not in err.message  # the role ARN is redacted from what a client sees
