@@ -108,16 +108,12 @@ def _install_middleware(app: FastAPI, state: AppState) -> None:
 
 
 def _sagemaker_transport(config: Config) -> tuple[Transport, Callable[[], bool]]:
-    from service.transport.sagemaker import SageMakerTransport
-    from service.transport.signing import Signer
+    from service.config.aws import credential_spec
+    from service.transport.factory import build_transport
 
     aws = config.aws
-    if aws.credentials is not None:
-        c = aws.credentials
-        signer = Signer.static(c.access_key_id, c.secret_access_key, c.session_token, region=aws.region)
-    else:
-        signer = Signer.from_chain(aws.region)
-    return SageMakerTransport(aws.runtime_url, signer), signer.credentials_available
+    specs = [credential_spec(ep.credentials, aws.credentials) for ep in config.endpoints.values()]
+    return build_transport(aws.runtime_url, aws.region, credential_spec(None, aws.credentials), specs)
 
 
 class GatewayApp(FastAPI):

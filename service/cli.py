@@ -46,10 +46,14 @@ _SIMULATE = (
          "once", "JUMPGATE_SIMULATOR_LATENCY", "realistic", one_of("realistic", "zero"), metavar="realistic|zero"),
     Flag("--config", "simulate the endpoints this jumpgate config names instead of the demo's",
          "JUMPGATE_SIMULATOR_CONFIG", shown="the demo endpoints", metavar="FILE"),
+    Flag("--region", "with --config: only the endpoints in this region (one simulator process per region)",
+         "JUMPGATE_SIMULATOR_REGION", shown="every region", metavar="REGION"),
 )
 _DISCOVER = (
-    Flag("--region", "AWS region to list", "AWS_REGION or AWS_DEFAULT_REGION, read by boto3",
-         shown="the AWS session's region", passive=True),
+    Flag("--region", "AWS region to list (repeat for several)", "AWS_REGION or AWS_DEFAULT_REGION, read by boto3",
+         shown="the AWS session's region", passive=True, repeat=True, metavar="REGION"),
+    Flag("--role-arn", "also list the endpoints this role sees, assumed with STS (another account; repeat for "
+         "several)", "JUMPGATE_DISCOVER_ROLE_ARNS, comma-separated", shown="none", repeat=True, metavar="ARN"),
     Flag("--profile", "AWS named profile for the credentials", "AWS_PROFILE, read by boto3",
          shown="the standard credential chain", passive=True),
     Flag("--endpoint-url", "SageMaker API URL (a VPC endpoint, or moto in tests)",
@@ -224,7 +228,7 @@ def _simulate(args: argparse.Namespace) -> int:
     from service.server import AnnouncingServer, ListenError, listen
     from service.simulator.app import create_simulator_app
 
-    endpoints = _simulated_endpoints(args.config)
+    endpoints = _simulated_endpoints(args.config, args.region)
     if isinstance(endpoints, str):
         return _fail("simulate", endpoints)
     try:
@@ -244,8 +248,9 @@ def _printer(text: str) -> Callable[[], None]:
     return lambda: print(text, flush=True)
 
 
-def _simulated_endpoints(config_path: str | None) -> Mapping[str, SimEndpoint] | str:
-    """The demo endpoints, those a jumpgate config names, or a one-line reason why the config cannot be used."""
+def _simulated_endpoints(config_path: str | None, region: str | None = None) -> Mapping[str, SimEndpoint] | str:
+    """The demo endpoints, those a jumpgate config names (in `region` only, when given: one process stands for
+    one region's runtime), or a one-line reason why the config cannot be used."""
     import yaml
 
     from service.simulator.model import DEMO_ENDPOINTS, endpoints_from_config
@@ -258,7 +263,9 @@ def _simulated_endpoints(config_path: str | None) -> Mapping[str, SimEndpoint] |
     # section that is not a mapping).
     except (OSError, yaml.YAMLError, ValueError, TypeError, AttributeError) as exc:
         return f"cannot simulate the endpoints of {config_path}: {str(exc).splitlines()[0][:300]}"
-    return endpoints or f"{config_path} names no endpoints to simulate"
+    if region is not None:
+        endpoints = {name: ep for name, ep in endpoints.items() if ep.region == region}
+    return endpoints or f"{config_path} names no endpoints to simulate" + (f" in {region}" if region else "")
 
 
 def _check_config(args: argparse.Namespace) -> int:
@@ -270,7 +277,7 @@ def _check_config(args: argparse.Namespace) -> int:
 def _discover(args: argparse.Namespace) -> int:
     from service.discover.scan import run_discover
 
-    return run_discover(args.region, args.profile, args.endpoint_url)
+    return run_discover(args.region, args.profile, args.endpoint_url, role_arns=args.role_arn or ())
 
 
 def _demo_config(args: argparse.Namespace) -> int:

@@ -103,6 +103,7 @@ class Flag:
     shown: str | None = None
     metavar: str | None = None
     passive: bool = False
+    repeat: bool = False  # may be given several times; its variable holds a comma-separated list
 
     @property
     def dest(self) -> str:
@@ -125,6 +126,9 @@ def add_flags(parser: argparse.ArgumentParser, flags: Sequence[Flag]) -> None:
     for flag in flags:
         if flag.convert is switch:
             parser.add_argument(flag.name, action="store_const", const=True, default=None, help=flag.help_line())
+        elif flag.repeat:
+            parser.add_argument(flag.name, type=flag.convert, action="append", default=None, metavar=flag.metavar,
+                                help=flag.help_line())
         else:
             parser.add_argument(flag.name, type=flag.convert, default=None, metavar=flag.metavar,
                                 help=flag.help_line())
@@ -138,11 +142,12 @@ def resolve(args: argparse.Namespace, environ: dict[str, str] | None = None) -> 
     for flag in getattr(args, "flags_", ()):
         if getattr(args, flag.dest) is not None:
             continue
-        raw = "" if flag.passive else env.get(flag.env, "")
+        raw = "" if flag.passive else env.get(flag.env.split(",")[0], "")
         value = flag.default
         if raw:
             try:
-                value = flag.convert(raw)
+                value = [flag.convert(v.strip()) for v in raw.split(",") if v.strip()] if flag.repeat \
+                    else flag.convert(raw)
             except argparse.ArgumentTypeError as exc:
                 args.parser_.error(f"environment variable {flag.env}: {exc}")
         setattr(args, flag.dest, value)

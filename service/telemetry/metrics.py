@@ -47,6 +47,13 @@ class RouteSeries:
     token_source: str
 
 
+def _credential_refresh_counter(registry: CollectorRegistry) -> Counter:
+    """source: a credential source's bounded label (chain, static, profile:<name>, role:<role name>); result:
+    success | failure (service/transport/credentials.py)."""
+    return Counter("jumpgate_credential_refresh", "AWS credential fetches and renewals", ["source", "result"],
+                   registry=registry)
+
+
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None, window: TokenWindow | None = None) -> None:
         self.registry = registry or CollectorRegistry()
@@ -95,6 +102,7 @@ class Metrics:
         self.throttle_streak = Gauge("jumpgate_endpoint_throttle_streak", "Throttles in a row (0: not throttling); "
                                      "while > 0 routing tries the endpoint after its siblings", ["endpoint"],
                                      registry=r, multiprocess_mode="max")
+        self.credential_refresh = _credential_refresh_counter(r)
 
     def exposition(self) -> bytes:
         """The text for GET /metrics. With `jumpgate serve --workers N` every worker writes its samples to
@@ -145,6 +153,11 @@ class Metrics:
             self.window.add(t.endpoint, t.usage.total_tokens)
         if t.cost_usd:
             child(self.cost, t.model, t.endpoint, t.tenant).inc(t.cost_usd)
+
+    def count_credential_refresh(self, source: str, result: str) -> None:
+        """The credential refresher's hook (transport/credentials.py): result is success or failure. Called from
+        the refresher thread; prometheus-client counters are thread-safe."""
+        self.credential_refresh.labels(source, result).inc()
 
     def _child(self, metric: Any, *labels: str) -> Any:
         """`metric.labels(...)` with the child cached: label values are bounded, so the cache is too."""
