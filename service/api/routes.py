@@ -22,6 +22,7 @@ from service.api.sse import sse_frames
 from service.api.wire import check_size, parse_body
 from service.canonical import Api, Generation, GenerationRequest
 from service.errors import GatewayError, InvalidRequest, NotReady, RouteNotFound
+from service.runtime import AppState
 from service.telemetry.trace import Trace
 from service.tenancy import Tenant, check_scrape_token
 
@@ -134,7 +135,8 @@ async def models(request: Request) -> render.JSONResponse:
                  "accelerator": ep.accelerator, "instance_type": ep.instance_type,
                  "instance_count": ep.instance_count, "context_length": ep.context_length,
                  "max_concurrency": ep.max_concurrency, "price_per_hour_usd": ep.endpoint_price_per_hour,
-                 "streaming": ep.adapter.can_stream,
+                 "price_model": ep.price.kind, "region": ep.region, "credentials": ep.credentials,
+                 "streaming": ep.can_stream,
                  "amortized_cost_per_1m_tokens_usd": window.cost_per_million(ep.id, ep.endpoint_price_per_hour),
                  "amortized_window_s": window.window_s}
                 for ep, weight in model.targets
@@ -164,11 +166,16 @@ async def admin_status(request: Request) -> render.JSONResponse:
     return render.JSONResponse({
         "config": state.settings.info(),
         "event_loop": f"{type(loop).__module__}.{type(loop).__name__}",
-        "endpoints": {eid: s.status() for eid, s in sorted(state.fleet.states.items())},
+        "endpoints": {eid: {**s.status(), **_where(state, eid)} for eid, s in sorted(state.fleet.states.items())},
         "models": {name: {"targets": [{"endpoint": ep.id, "weight": w} for ep, w in m.targets],
                           "shadow": m.shadow.endpoint if m.shadow else None}
                    for name, m in sorted(state.gateway.catalog.models.items())},
     })
+
+
+def _where(state: AppState, endpoint_id: str) -> dict[str, str]:
+    ep = state.gateway.catalog.endpoints.get(endpoint_id)
+    return {"region": ep.region, "credentials": ep.credentials} if ep is not None else {}
 
 
 @router.get("/healthz")

@@ -51,7 +51,8 @@ class Endpoint:
 
     @property
     def endpoint_price_per_hour(self) -> float:
-        return self.price_per_hour * self.instance_count
+        """What the endpoint costs per hour whether or not requests arrive (0 for serverless)."""
+        return self.price.hourly
 
 
 @dataclass(frozen=True, slots=True)

@@ -173,7 +173,8 @@ def log_request(t: Trace, request_id: str, *, prompt: str | None = None, complet
     fields: dict[str, Any] = {
         "request_id": request_id, "tenant": t.tenant, "api": t.api, "model": t.model, "endpoint": t.endpoint,
         "status": t.status, "stream": t.stream, "latency_ms": round(((t.finished or t.started) - t.started) * 1000, 2),
-        "upstream_ms": round(t.upstream_seconds * 1000, 2), "cost_usd": t.cost_usd, "error": t.error,
+        "upstream_ms": round(t.upstream_seconds * 1000, 2), "upstream_bytes": t.upstream_bytes,
+        "cost_usd": t.cost_usd, "error": t.error,
     }
     if t.usage is not None:
         fields |= {"prompt_tokens": t.usage.prompt_tokens, "completion_tokens": t.usage.completion_tokens,

@@ -13,8 +13,10 @@ the official OpenAI SDK as client.
 from __future__ import annotations
 
 import base64
+import json
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,12 +57,22 @@ def estate_config(east_url: str, west_url: str) -> dict[str, Any]:
                                             "session_name": "jumpgate-e2e", "duration_s": 900}},
             "llama3-ic": {"endpoint_name": "llama3-shared", **TGI, "runtime_url": east_url,
                           "inference_component": "llama3-ic"},
+            # scaled to zero by the tests: the gateway waits for a copy up to scale_from_zero_wait_s
+            "llama3-ic-wait": {"endpoint_name": "llama3-shared", **TGI, "runtime_url": east_url,
+                               "inference_component": "llama3-ic-wait", "scale_from_zero_wait_s": 120},
+            "llama3-ic-brief": {"endpoint_name": "llama3-shared", **TGI, "runtime_url": east_url,
+                                "inference_component": "llama3-ic-brief", "scale_from_zero_wait_s": 0.2},
+            "llama3-serverless": {"endpoint_name": "llama3-serverless", "schema": "tgi", "chat_template": "llama3",
+                                  "runtime_url": east_url, "serverless": {"memory_mb": 4096}},
         },
         "models": {
             # Weights make the east endpoint the first candidate (routing is a weighted random order).
             "llama3": {"targets": [{"endpoint": "llama3-east", "weight": 1e9}, {"endpoint": "llama3-west"}]},
             "llama3-ic": {"targets": [{"endpoint": "llama3-ic", "weight": 1e9}, {"endpoint": "llama3-east"}]},
             "llama3-ic-only": {"targets": [{"endpoint": "llama3-ic"}]},
+            "llama3-ic-wait": {"targets": [{"endpoint": "llama3-ic-wait"}]},
+            "llama3-ic-brief": {"targets": [{"endpoint": "llama3-ic-brief"}]},
+            "llama3-serverless": {"targets": [{"endpoint": "llama3-serverless"}]},
         },
     }
 
@@ -202,8 +214,86 @@ def test_a_component_with_no_copy_falls_back_to_its_sibling(estate: Estate, sims
         body = err.response.json()["error"]
         assert body["code"] == "upstream_no_capacity" and "scaled to zero" in body["message"]
         metrics = httpx.get(estate.gateway.url + "/metrics", timeout=10).text
-        assert 'jumpgate_upstream_errors_total{endpoint="llama3-ic",error="no_capacity"}' in metrics
+        assert 'jumpgate_upstream_errors_total{endpoint="llama3-ic",error="no_capacity",region="us-east-1"}' in metrics
         east.http.post("/_sim/endpoints/llama3-shared/components/llama3-ic", json={"copies": 1}).raise_for_status()
         assert chat(client, "llama3-ic-only")[0] == "llama3-ic"
     finally:
         east.http.post("/_sim/endpoints/llama3-shared/components/llama3-ic", json={"copies": 1})
+
+
+def test_a_component_scaled_to_zero_is_waited_for_then_answers(estate: Estate, sims: tuple[Sim, Sim],
+                                                               client: OpenAI) -> None:
+    east, _ = sims
+    component = "/_sim/endpoints/llama3-shared/components/llama3-ic-wait"
+    east.http.post(component, json={"copies": 0}).raise_for_status()
+    answered: list[tuple[str, str]] = []
+    caller = threading.Thread(target=lambda: answered.append(chat(client, "llama3-ic-wait")))
+    caller.start()
+    try:
+        # The gateway holds the request and asks again: wait until the simulator has refused it more often than
+        # the ordinary retries would (max_attempts 3), so the request is in its scale-from-zero wait.
+        poll(lambda: len(east.requests("llama3-shared")) >= 4)
+        assert not answered
+        east.http.post(component, json={"copies": 1}).raise_for_status()  # SageMaker started a copy
+        caller.join(timeout=60)
+        assert answered and answered[0][0] == "llama3-ic-wait" and answered[0][1]
+    finally:
+        east.http.post(component, json={"copies": 1})
+        caller.join(timeout=60)
+    waits = metric_line(estate.gateway.url, 'jumpgate_scale_from_zero_waits_total{endpoint="llama3-ic-wait"}')
+    assert waits >= 1
+
+
+def test_past_the_scale_from_zero_wait_the_answer_is_503_with_retry_after(estate: Estate, sims: tuple[Sim, Sim],
+                                                                         client: OpenAI) -> None:
+    east, _ = sims
+    component = "/_sim/endpoints/llama3-shared/components/llama3-ic-brief"
+    east.http.post(component, json={"copies": 0}).raise_for_status()
+    try:
+        with pytest.raises(openai.APIStatusError) as info:
+            chat(client, "llama3-ic-brief")
+        assert info.value.status_code == 503 and int(info.value.response.headers["retry-after"]) >= 1
+        error = info.value.response.json()["error"]
+        assert error["code"] == "upstream_no_capacity" and "after 0.2s" in error["message"]
+    finally:
+        east.http.post(component, json={"copies": 1})
+
+
+def test_a_stream_to_a_serverless_endpoint_is_served_and_costed_by_memory(estate: Estate, sims: tuple[Sim, Sim],
+                                                                         client: OpenAI) -> None:
+    east, _ = sims
+    with client.chat.completions.with_streaming_response.create(
+            model="llama3-serverless", messages=[{"role": "user", "content": "Hello"}], max_tokens=8, stream=True,
+            extra_headers={"x-request-id": "serverless-stream-1"}) as resp:
+        lines = [line for line in resp.iter_lines() if line.startswith("data: ")]
+    assert lines[-1] == "data: [DONE]" and len(lines) >= 3
+    (call,) = east.requests("llama3-serverless")
+    assert call["path"].endswith("/invocations")  # serverless cannot stream: invoked, and the answer re-emitted
+    record = request_line(estate.gateway, "serverless-stream-1")
+    # Hand computation from the published prices (service/data/prices.yaml, read here as plain data):
+    # compute = seconds x GB of memory x USD per GB-second; data = bytes / 2^30 x USD per GB.
+    table = yaml.safe_load((Path(__file__).parents[2] / "service/data/prices.yaml").read_text())["serverless"]
+    compute = record["upstream_ms"] / 1000 * 4096 / 1024 * float(table["compute_usd_per_gb_second"])
+    data = record["upstream_bytes"] / 2**30 * float(table["data_usd_per_gb"])
+    assert record["upstream_bytes"] > 0 and record["cost_usd"] == pytest.approx(compute + data, rel=1e-3)
+
+
+def request_line(gateway: Proc, request_id: str) -> dict[str, Any]:
+    text = gateway.output_with(f'"request_id": "{request_id}"')
+    for line in text.splitlines():
+        if line.startswith("{") and f'"request_id":"{request_id}"' in line.replace(" ", ""):
+            record: dict[str, Any] = json.loads(line)
+            return record
+    raise AssertionError(f"no request line for {request_id}")
+
+
+def metric_line(url: str, prefix: str) -> float:
+    text = httpx.get(url + "/metrics", timeout=10).text
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(prefix))
+
+
+def poll(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached before the deadline"
+        time.sleep(0.02)
