@@ -42,5 +42,6 @@ class Embeddings:
     attempts: int = 1
     calls: int = 1  # upstream calls: inputs are sent in batches of the endpoint's batch size
     upstream_seconds: float = 0.0
+    upstream_bytes: int = 0  # request and response bodies moved (serverless endpoints are billed for them)
     cost_usd: float = 0.0
     dimensions_by: Literal["container", "gateway"] | None = None

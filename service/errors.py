@@ -285,3 +285,29 @@ def response_headers(err: GatewayError) -> dict[str, str]:
     if err.retry_after is None and err.status not in (429, 503):
         return dict(err.headers)
     return {**err.headers, "retry-after": str(max(1, round(err.retry_after or 1)))}
+
+
+class UpstreamNoCapacity(UpstreamThrottled):
+    """SageMaker has no copy of the model to run the request on: an inference component scaled to zero (or
+    still scaling out) answers `ValidationError` "Inference Component has no capacity to process this request"
+    (see service/transport/sagemaker.py `NO_CAPACITY`). A retryable lack of capacity: fall back to a sibling or
+    wait for the scale-out. It derives from UpstreamThrottled so the circuit breaker treats it as load, not as a
+    health failure; 503 with Retry-After, because capacity, not the caller's rate, is what is missing.
+    """
+
+    status = 503
+    type = "service_unavailable"
+    code = "upstream_no_capacity"
+    kind = "no_capacity"
+
+
+class CredentialsUnavailable(UpstreamError):
+    """The endpoint's AWS credentials are missing or expired and could not be refreshed (STS or the credential
+    chain failed). An UpstreamError so that failover moves on to a sibling endpoint with other credentials; never
+    a circuit-breaker failure (the endpoint itself is fine). 503 with Retry-After: the next refresh attempt."""
+
+    status = 503
+    type = "service_unavailable"
+    code = NoEndpointAvailable.code  # what clients have always been told when the gateway has no credentials
+    kind = "credentials"
+    retryable = True

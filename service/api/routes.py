@@ -24,6 +24,7 @@ from service.canonical import Api, Generation, GenerationRequest
 from service.errors import GatewayError, InvalidRequest, ModelNotFound, NotReady, RouteNotFound, echo
 from service.pipeline.catalog import Catalog, Model
 from service.pipeline.embedding_catalog import EmbeddingModel
+from service.runtime import AppState
 from service.telemetry.trace import Trace
 from service.tenancy import Tenant, check_scrape_token
 
@@ -167,11 +168,16 @@ async def admin_status(request: Request) -> render.JSONResponse:
     return render.JSONResponse({
         "config": state.settings.info(),
         "event_loop": f"{type(loop).__module__}.{type(loop).__name__}",
-        "endpoints": {eid: s.status() for eid, s in sorted(state.fleet.states.items())},
+        "endpoints": {eid: {**s.status(), **_where(state, eid)} for eid, s in sorted(state.fleet.states.items())},
         "models": {name: {"targets": [{"endpoint": ep.id, "weight": w} for ep, w in m.targets],
                           "shadow": m.shadow.endpoint if m.shadow else None}
                    for name, m in sorted(state.gateway.catalog.models.items())},
     })
+
+
+def _where(state: AppState, endpoint_id: str) -> dict[str, str]:
+    ep = state.gateway.catalog.endpoints.get(endpoint_id)
+    return {"region": ep.region, "credentials": ep.credentials} if ep is not None else {}
 
 
 @router.get("/healthz")

@@ -6,11 +6,11 @@ Pure: no AWS calls here (those are in service/discover/scan.py).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 
 from service.telemetry import cost
 
@@ -36,6 +36,13 @@ class Found:
     component: str | None = None
     copies: int = 1  # inference component copies (each one holds the model's batch)
     note: str = ""
+    # where it was found and what it serves (service/discover/estate.py merges endpoints serving one model)
+    region: str = ""
+    role_arn: str | None = None  # found through this role (another account); None: the base credentials
+    jumpstart_id: str = ""  # the endpoint's sagemaker-sdk:jumpstart-model-id tag
+    model_data: str = ""  # ModelDataUrl / ModelDataSource S3 URI, or the Hub model id the container loads
+    serverless_memory_mb: int | None = None  # ServerlessConfig.MemorySizeInMB: a serverless variant
+    serverless_concurrency: int | None = None  # ServerlessConfig.MaxConcurrency
 
 
 class Skipped(NamedTuple):
@@ -49,6 +56,7 @@ class Discovery(NamedTuple):
     endpoints_seen: int
     found: tuple[Found, ...]
     skipped: tuple[Skipped, ...]
+    role_arn: str | None = None  # scanned through this role (another account)
 
 
 # --- rule tables ------------------------------------------------------------------------------------
@@ -86,6 +94,9 @@ SCHEMA_RULES: tuple[Rule, ...] = (
          tag="lmi|deepspeed|tensorrtllm|vllm"),
     Rule("tgi", "Hugging Face TGI DLC image", repo="huggingface-pytorch-tgi-inference"),
     Rule("tgi", "Text Generation Inference image", repo="text-generation-inference"),
+    # sagemaker-python-sdk image_uri_config/huggingface-tei(-cpu).json: repository tei / tei-cpu, tag 2.0.1-tei1.9.4-...
+    Rule("tei", "Hugging Face TEI DLC image (tei / tei-cpu)", repo="tei(-cpu)?"),
+    Rule("tei", "Text Embeddings Inference image", repo="text-embeddings-inference"),
     # The jumpstart adapter sends dialogs, which only the chat ("-f") models take; base models are left unmatched.
     Rule("jumpstart", "JumpStart Meta Llama 2 chat model on the PyTorch inference container",
          repo="pytorch-inference", names=r"meta-textgeneration-llama-2-\d+b-f\b"),
@@ -109,6 +120,7 @@ SCHEMA_HINTS: dict[str, Hints] = {
     "tgi": Hints(("MAX_TOTAL_TOKENS",), ("MAX_CONCURRENT_REQUESTS",), text_prompt=True),
     "lmi": Hints(("OPTION_MAX_MODEL_LEN",), ("OPTION_MAX_ROLLING_BATCH_SIZE",), text_prompt=True),
     "neuron": Hints(("OPTION_N_POSITIONS", "OPTION_MAX_MODEL_LEN"), ("OPTION_MAX_ROLLING_BATCH_SIZE",), True),
+    "tei": Hints((), ("MAX_CONCURRENT_REQUESTS",)),
 }
 
 #: (regex searched in the model id, else the names; template). Only chat / instruct tunings: base models get none.
@@ -149,6 +161,8 @@ def _env_int(env: Mapping[str, str], names: tuple[str, ...]) -> tuple[str, int] 
 
 
 def _concurrency(found: Found, hints: Hints) -> Field:
+    if found.serverless_memory_mb is not None and found.serverless_concurrency:
+        return "max_concurrency", found.serverless_concurrency, "ServerlessConfig.MaxConcurrency"
     replicas, nouns = (found.copies, "copy copies") if found.component else (found.instance_count, "instance instances")
     batch = _env_int(found.env, hints.batch_env)
     if batch is None:
@@ -162,20 +176,58 @@ def _chat_template(found: Found) -> Field | None:
                  for pattern, template in CHAT_TEMPLATE_RULES if re.search(pattern, text, re.IGNORECASE)), None)
 
 
-def endpoint_fields(found: Found, rule: Rule) -> list[Field]:
-    """The config keys of one jumpgate endpoint, each with the reason for its value."""
-    hints = SCHEMA_HINTS.get(rule.schema, Hints())
-    fields: list[Field] = [("endpoint_name", found.endpoint_name, ""), ("schema", rule.schema, rule.why),
-                           ("instance_type", found.instance_type, ""),
+def _where(found: Found) -> list[Field]:
+    fields: list[Field] = [("region", found.region, "where it was found")] if found.region else []
+    if found.role_arn:
+        fields.append(("credentials", {"role_arn": found.role_arn},
+                       "found through this role: the gateway assumes it from its own credentials"))
+    return fields
+
+
+def _capacity(found: Found) -> list[Field]:
+    if found.serverless_memory_mb is not None:
+        return [("serverless", {"memory_mb": found.serverless_memory_mb},
+                 "ServerlessConfig: billed per second by memory; the stream API is not used")]
+    fields: list[Field] = [("instance_type", found.instance_type, ""),
                            ("instance_count", found.instance_count, "current instance count of the variant")]
     if cost.price_per_hour(found.instance_type, None) is None:
         fields.append(("price_per_hour", 0.0, f"SET BY HAND: no built-in price for {found.instance_type}: "
                                               "set the USD price per instance-hour"))
-    fields.append(_concurrency(found, hints))
+    return fields
+
+
+def _tei_container(found: Found) -> Field:
+    """TEI's version from the image tag (`2.0.1-tei1.9.4-gpu-...`, or the upstream image's own `1.9.4`): it decides
+    whether `dimensions` is native (>= 1.8); its batch limit from MAX_CLIENT_BATCH_SIZE (--max-client-batch-size)."""
+    _, tag = split_image(found.image)
+    version = re.search(r"tei(\d+\.\d+(?:\.\d+)?)", tag) or re.fullmatch(r"(\d+\.\d+(?:\.\d+)?)", tag)
+    facts: dict[str, Any] = {"kind": "tei"}
+    said = []
+    if version:
+        facts["version"] = version.group(1)
+        said.append(f"version from the image tag {tag}")
+    batch = _env_int(found.env, ("MAX_CLIENT_BATCH_SIZE",))
+    if batch:
+        facts["max_batch_size"] = batch[1]
+        said.append(f"{batch[0]} {batch[1]}")
+    return "container", facts, "; ".join(said) or "no version in the image tag: declare it for `dimensions`"
+
+
+#: schema → the container facts discover can read for it (`container:` in the config)
+CONTAINER_FACTS: dict[str, Callable[[Found], Field]] = {"tei": _tei_container}
+
+
+def endpoint_fields(found: Found, rule: Rule) -> list[Field]:
+    """The config keys of one jumpgate endpoint, each with the reason for its value."""
+    hints = SCHEMA_HINTS.get(rule.schema, Hints())
+    fields: list[Field] = [("endpoint_name", found.endpoint_name, ""), ("schema", rule.schema, rule.why),
+                           *_where(found), *_capacity(found), _concurrency(found, hints)]
     if (context := _env_int(found.env, hints.context_env)) is not None:
         fields.append(("context_length", context[1], context[0]))
     if hints.text_prompt and (template := _chat_template(found)):
         fields.append(template)
+    if (facts := CONTAINER_FACTS.get(rule.schema)) is not None:
+        fields.append(facts(found))
     fields += [("custom_attributes", attrs, why) for pattern, attrs, why in ATTRIBUTE_RULES
                if _search(pattern, found.names)][:1]
     if found.several_variants and not found.component:

@@ -26,6 +26,7 @@ from service.errors import (
     EndpointAtCapacity,
     ServerShuttingDown,
     UpstreamError,
+    UpstreamNoCapacity,
     UpstreamThrottled,
     UpstreamTimeout,
     UpstreamUnavailable,
@@ -39,6 +40,10 @@ from service.transport.base import Payload, Target, Transport
 from service.transport.retry import RetryPolicy, call_with_retries
 
 T = TypeVar("T")
+
+#: pauses between asking an inference component scaled to zero again: 0.5 s, doubling up to 10 s
+SCALE_WAIT_FIRST_S = 0.5
+SCALE_WAIT_MAX_PAUSE_S = 10.0
 
 #: how a client can allow a request more time, for deadline messages
 TIMEOUT_HINT = "header x-jumpgate-timeout-s, up to resilience.request_timeout_s"
@@ -56,11 +61,13 @@ P = TypeVar("P", bound=Candidate)
 
 class Attempts:
     def __init__(self, transport: Transport, fleet: Fleet, metrics: Metrics, resilience: ResilienceConfig, *,
-                 clock: Callable[[], float] = time.perf_counter) -> None:
+                 clock: Callable[[], float] = time.perf_counter,
+                 sleep: Callable[[float], Awaitable[object]] = asyncio.sleep) -> None:
         self.transport = transport
         self.fleet = fleet
         self.metrics = metrics
         self.clock = clock
+        self.sleep = sleep
         #: set at the drain deadline: streams still open end with it at their next upstream read
         self.cut: ServerShuttingDown | None = None
         self.configure(resilience)
@@ -153,11 +160,32 @@ class Attempts:
                 raise exc
             self.metrics.retries.labels(ep.id, exc.kind).inc()
 
-        return await call_with_retries(counted, policy, on_retry=retried)
+        if not last or ep.scale_from_zero_wait_s <= 0:
+            return await call_with_retries(counted, policy, on_retry=retried)
+        return await self._awaiting_capacity(ep, lambda: call_with_retries(counted, policy, on_retry=retried))
+
+    async def _awaiting_capacity(self, ep: Upstream, run: Callable[[], Awaitable[T]]) -> T:
+        """An inference component scaled to zero answers no-capacity until SageMaker has started a copy. The last
+        candidate keeps asking, with growing pauses, for up to the endpoint's scale_from_zero_wait_s (the request
+        deadline still bounds it), then gives up with a 503 and Retry-After."""
+        until = self.clock() + ep.scale_from_zero_wait_s
+        pause = SCALE_WAIT_FIRST_S
+        while True:
+            try:
+                return await run()
+            except UpstreamNoCapacity as exc:
+                remaining = until - self.clock()
+                if remaining <= 0:
+                    raise UpstreamNoCapacity(f"endpoint '{ep.id}' still had no copy of its model after "
+                                             f"{ep.scale_from_zero_wait_s:g}s (inference component scaled to zero); "
+                                             "retry later", retry_after=SCALE_WAIT_MAX_PAUSE_S) from exc
+                self.metrics.scale_waits.labels(ep.id).inc()
+                await self.sleep(min(pause, remaining))
+                pause = min(pause * 2, SCALE_WAIT_MAX_PAUSE_S)
 
     def _failed(self, ep: Upstream, exc: UpstreamError) -> None:
         state = self.fleet[ep.id]
-        self.metrics.upstream_errors.labels(ep.id, exc.kind).inc()
+        self.metrics.upstream_errors.labels(ep.id, exc.kind, ep.region).inc()
         if exc.opens_circuit:
             state.breaker.record(failed=True)
         if isinstance(exc, UpstreamThrottled):
@@ -183,7 +211,7 @@ class Attempts:
                 held = self.clock() - started
                 if trace is not None:
                     trace.upstream_seconds += held
-        return CallResult(raw, attempts, held)
+        return CallResult(raw, attempts, held, len(payload.body))
 
     async def calls(self, ep: Upstream, payloads: Sequence[Payload], *, last: bool, deadline: float | None,
                     trace: Trace | None = None) -> list[CallResult]:
@@ -200,7 +228,7 @@ class Attempts:
         for i, plan in enumerate(plans):
             last = i == len(plans) - 1
             ep = plan.endpoint
-            trace.endpoint, trace.schema, trace.accelerator = ep.id, ep.schema, ep.accelerator
+            trace.endpoint, trace.schema, trace.accelerator, trace.region = ep.id, ep.schema, ep.accelerator, ep.region
             try:
                 return plan, await attempt(plan, last)
             except UpstreamError as err:

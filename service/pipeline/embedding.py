@@ -84,6 +84,7 @@ async def embed(attempts: Attempts, catalog: Catalog, req: EmbeddingRequest, tra
         raise
     answer = _answer(plan, req, results)
     trace.upstream_seconds, trace.usage, trace.cost_usd = answer.upstream_seconds, answer.usage, answer.cost_usd
+    trace.upstream_bytes = answer.upstream_bytes
     return answer
 
 
@@ -169,9 +170,10 @@ def _answer(plan: EmbeddingPlan, req: EmbeddingRequest, results: Sequence[tuple[
     counter = ep.counter
     tokens = sum(counter.count(i) if isinstance(i, str) else len(i) for i in req.inputs)
     upstream = sum(r.seconds for r, _ in results)
+    bytes_in, bytes_out = sum(r.bytes_in for r, _ in results), sum(len(r.raw.body) for r, _ in results)
     return Embeddings(tuple(vectors), Usage(tokens, 0, counter.source), ep.id,
                       attempts=max(r.attempts for r, _ in results), calls=len(results), upstream_seconds=upstream,
-                      cost_usd=attributed_cost(ep, upstream),
+                      upstream_bytes=bytes_in + bytes_out, cost_usd=attributed_cost(ep, upstream, bytes_in, bytes_out),
                       dimensions_by=None if req.dimensions is None else "gateway" if plan.cut else "container")
 
 

@@ -5,18 +5,21 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from service import adapters
 from service.adapters.embedding_base import EmbeddingAdapter
 from service.config.model import EndpointConfig, ModelConfig
-from service.pipeline.tokens import ESTIMATE, LocalTokenizer, TokenCounter
+from service.pipeline.tokens import ESTIMATE, TokenCounter
 from service.telemetry import cost
 from service.transport.base import Target
 
 
 @dataclass(frozen=True, slots=True)
 class EmbeddingEndpoint:
+    """An embedding endpoint: the hosting facts every endpoint has (as `catalog.Endpoint`), its embedding adapter
+    and how it serves batches and `dimensions`. Built by `catalog.build_catalog`."""
+
     id: str
     schema: str
     adapter: EmbeddingAdapter
@@ -34,10 +37,16 @@ class EmbeddingEndpoint:
     matryoshka: bool
     max_wait_s: float = 1.0
     counter: TokenCounter = ESTIMATE
+    region: str = ""
+    credentials: str = "chain"
+    serverless_memory_mb: int | None = None
+    scale_from_zero_wait_s: float = 0.0
+    price: cost.PriceModel = field(default_factory=lambda: cost.InstanceHours(0.0))
 
     @property
     def endpoint_price_per_hour(self) -> float:
-        return self.price_per_hour * self.instance_count
+        """What the endpoint costs per hour whether or not requests arrive (0 for serverless)."""
+        return self.price.hourly
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,27 +57,6 @@ class EmbeddingModel:
 
 def is_embedding(ep: EndpointConfig) -> bool:
     return ep.schema_ in adapters.EMBEDDING_SCHEMAS
-
-
-def embedding_endpoint(eid: str, ep: EndpointConfig) -> EmbeddingEndpoint:
-    adapter = adapters.get_embedding(ep.schema_)
-    container = ep.container
-    since, version = adapter.native_dimensions_since, container.version_tuple()
-    return EmbeddingEndpoint(
-        id=eid, schema=ep.schema_, adapter=adapter,
-        target=Target(ep.endpoint_name, ep.timeout_s, ep.custom_attributes, ep.target_variant, ep.inference_component),
-        instance_type=ep.instance_type, instance_count=ep.instance_count,
-        price_per_hour=cost.price_per_hour(ep.instance_type, ep.price_per_hour) or 0.0,
-        accelerator=cost.accelerator_for(ep.instance_type), max_concurrency=ep.max_concurrency,
-        batch_size=min(container.max_batch_size, adapter.max_batch or container.max_batch_size),
-        native_dimensions=since is not None and version is not None and _padded(version) >= since,
-        matryoshka=container.matryoshka, max_wait_s=ep.max_wait_s,
-        counter=LocalTokenizer(ep.tokenizer) if ep.tokenizer else ESTIMATE,
-    )
-
-
-def _padded(version: tuple[int, ...]) -> tuple[int, ...]:
-    return version + (0,) * (3 - len(version))
 
 
 def embedding_model(name: str, m: ModelConfig, endpoints: Mapping[str, EmbeddingEndpoint]) -> EmbeddingModel:

@@ -16,9 +16,10 @@ from service.pipeline.stops import StopScanner
 
 
 def check_endpoint(req: GenerationRequest, data: TokenData | None, subject: Subject, policy: Policy,
-                   wire: WireParams) -> WireParams:
+                   wire: WireParams, *, streamed: bool) -> WireParams:
     """The wire parameters for an endpoint that can honour the request's logprobs; raises the 400 that says why
-    it cannot (routing then tries the model's other endpoints). `drop` serves it without them, and says so."""
+    it cannot (routing then tries the model's other endpoints). `drop` serves it without them, and says so.
+    `streamed`: the endpoint's answer will really be streamed (not invoked and re-emitted)."""
     if not req.logprobs:
         return wire
     where = f"endpoint '{subject.endpoint}' (schema {subject.schema}) of model '{subject.model}'"
@@ -31,7 +32,7 @@ def check_endpoint(req: GenerationRequest, data: TokenData | None, subject: Subj
     if req.top_logprobs > data.max_top:
         raise InvalidParam(f"`{name}` is at most {data.max_top} on {where} (the container's cap); got "
                            f"{req.top_logprobs}: ask for fewer alternatives", param=name)
-    if req.stream and req.top_logprobs and not data.stream_top:
+    if streamed and req.top_logprobs and not data.stream_top:
         raise UnsupportedParam(f"{where} sends token alternatives only at the end of a stream: send stream false, "
                                f"or `{name}` 0", param=name)
     return wire

@@ -45,6 +45,8 @@ def plan_on(model: Model, ep: Endpoint, req: GenerationRequest, rng: random.Rand
 
 def plan_for(req: GenerationRequest, params: SamplingParams, c: Candidate, rng: random.Random) -> Plan:
     ep = c.endpoint
+    if req.stream and not ep.can_stream:  # invoked, and the answer relayed as a stream (serverless, text2text)
+        req = replace(req, stream=False)
     payloads = tuple(ep.adapter.encode(req, ep.spec, w) for w in _fan_out(ep, params, c.wire, rng))
     logprobs = req.top_logprobs if req.logprobs and "logprobs" not in c.wire.dropped else None
     return Plan(ep, params, c.wire, payloads, c.prompt_text, logprobs)

@@ -84,8 +84,9 @@ def build_candidate(model: Model, ep: Endpoint, weight: float, req: GenerationRe
             f"'{ep.id}': shorten the prompt or lower max_tokens",
             param="max_tokens", code="context_length_exceeded")
     subject = Subject(ep.id, ep.schema, model.name)
-    wire = normalize(params, ep.adapter.rules, ep.adapter.sampling, subject, policy=model.policy, stream=req.stream)
-    wire = logprobs.check_endpoint(req, ep.token_data, subject, model.policy, wire)
+    streamed = req.stream and ep.can_stream  # a serverless endpoint is invoked and its answer re-emitted
+    wire = normalize(params, ep.adapter.rules, ep.adapter.sampling, subject, policy=model.policy, stream=streamed)
+    wire = logprobs.check_endpoint(req, ep.token_data, subject, model.policy, wire, streamed=streamed)
     return Candidate(ep, weight, wire, text)
 
 

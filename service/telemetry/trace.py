@@ -26,10 +26,12 @@ class Trace:
     endpoint: str = NONE
     schema: str = NONE
     accelerator: str = NONE
+    region: str = NONE
     status: int = 200
     error: str | None = None        # bounded error code, for the failure that ended the request
     rejected: str | None = None     # why the gateway refused it (error code), for jumpgate_rejected_total
     upstream_seconds: float = 0.0
+    upstream_bytes: int = 0         # request and response bodies moved to and from the endpoint (serverless cost)
     first_token_seconds: float | None = None   # from request start
     per_token_seconds: float | None = None
     usage: Usage | None = None

@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import boto3
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest, HTTPHeaders
-from botocore.credentials import Credentials, ReadOnlyCredentials
-from botocore.exceptions import BotoCoreError
+import boto3  # type: ignore[import-untyped]
+from botocore.auth import SigV4Auth  # type: ignore[import-untyped]
+from botocore.awsrequest import AWSRequest, HTTPHeaders  # type: ignore[import-untyped]
+from botocore.credentials import Credentials, ReadOnlyCredentials  # type: ignore[import-untyped]
+from botocore.exceptions import BotoCoreError  # type: ignore[import-untyped]
 
-from service.errors import NoEndpointAvailable, redact
+from service.errors import CredentialsUnavailable, NoEndpointAvailable, redact
+
+if TYPE_CHECKING:
+    from service.transport.credentials import CredentialProvider
 
 SIGNING_NAME = "sagemaker"  # the SigV4 "service" of the runtime API (not "runtime.sagemaker")
 
@@ -65,10 +69,21 @@ class Signer:
 
         return cls(resolve, region)
 
+    @classmethod
+    def from_provider(cls, provider: CredentialProvider, region: str) -> Signer:
+        """Sign with whatever `provider` holds now (renewed in the background; see credentials.py). No I/O:
+        missing or expired credentials raise CredentialsUnavailable from the provider."""
+        credentials = _Provided(provider)
+        return cls(lambda: credentials, region)
+
+    def for_region(self, region: str) -> Signer:
+        """A signer over the same credential source, scoped to another region."""
+        return Signer(self._source, region)
+
     def credentials_available(self) -> bool:
         try:
             self._frozen()
-        except NoEndpointAvailable:
+        except (NoEndpointAvailable, CredentialsUnavailable):
             return False
         return True
 
@@ -123,7 +138,18 @@ class Signer:
             f"to provide them, {HOW_TO_PROVIDE}")
 
 
-class _BytesRequest(AWSRequest):
+class _Provided(Credentials):  # type: ignore[misc]
+    """botocore Credentials whose frozen triple is the provider's current one (the Signer asks once per signing)."""
+
+    def __init__(self, provider: CredentialProvider) -> None:
+        super().__init__("provided", "provided")
+        self._provider = provider
+
+    def get_frozen_credentials(self) -> ReadOnlyCredentials:
+        return self._provider.current()
+
+
+class _BytesRequest(AWSRequest):  # type: ignore[misc]
     """An AWSRequest whose body is already the bytes to send.
 
     botocore's `AWSRequest.body` runs the whole request preparation (a headers copy, URL preparation)
@@ -136,7 +162,7 @@ class _BytesRequest(AWSRequest):
         return self.data  # type: ignore[no-any-return]
 
 
-class CachedKeySigV4Auth(SigV4Auth):
+class CachedKeySigV4Auth(SigV4Auth):  # type: ignore[misc]
     """botocore's SigV4 with the derived signing key cached per secret and day.
 
     The key (four chained HMACs over the date, region, service and "aws4_request") depends only on the
@@ -159,7 +185,7 @@ class CachedKeySigV4Auth(SigV4Auth):
         selected = request.context.get(_SELECTED)
         if selected is None:
             selected = request.context[_SELECTED] = super().headers_to_sign(request)
-        return selected  # type: ignore[no-any-return]
+        return selected
 
     def signature(self, string_to_sign: str, request: AWSRequest) -> str:
         day = request.context["timestamp"][0:8]

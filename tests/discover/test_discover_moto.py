@@ -15,6 +15,7 @@ from botocore.exceptions import ClientError
 from service.config.check import run_check_config
 from service.config.model import Config, parse_config
 from service.discover import scan as discover
+from service.pipeline.catalog import build_catalog
 from service.telemetry import cost
 from tests.discover.conftest import REGION, Variant, deploy, reset, sagemaker, start_moto
 
@@ -25,6 +26,7 @@ NEURONX = f"{ECR}/djl-inference:0.29.0-neuronx-sdk2.19.1"
 META = f"{ECR}/pytorch-inference:2.0.1-gpu-py310"
 HF = f"{ECR}/huggingface-pytorch-inference:1.13.1-transformers4.26.0-gpu-py39-cu117-ubuntu20.04"
 CUSTOM = "123456789012.dkr.ecr.us-east-1.amazonaws.com/my-llm-server:latest"
+TEI = "683313688378.dkr.ecr.us-east-1.amazonaws.com/tei:2.0.1-tei1.9.4-gpu-py310-cu129-ubuntu24.04"
 JS_LLAMA2 = "meta-textgeneration-llama-2-7b-f-20240101"
 JS_LLAMA3 = "meta-textgeneration-llama-3-8b-instruct-2024"
 
@@ -51,6 +53,8 @@ ZOO: dict[str, tuple[Variant, ...]] = {
                                containers=True, env={"MAX_TOTAL_TOKENS": "2048"}),),
     "tgi-on-cpu": (Variant(TGI, "ml.c5.xlarge"),),
     "custom-server": (Variant(CUSTOM, "ml.g5.2xlarge"),),
+    "tei-bge-large": (Variant(TEI, "ml.g5.xlarge", env={"HF_MODEL_ID": "BAAI/bge-large-en-v1.5",
+                                                         "MAX_CLIENT_BATCH_SIZE": "64"}),),
 }
 ORPHAN = "orphan"  # its model is deleted after deployment
 
@@ -100,14 +104,14 @@ def test_every_endpoint_is_configured_or_skipped_with_a_reason(text: str, config
     skipped = {m[1] for line in skipped_lines(text) if (m := re.match(r'# SKIPPED endpoint "([^"]+)"', line))}
     assert configured | skipped == {*ZOO, ORPHAN}
     assert skipped == {"gpu-rolling-custom", "custom-server", ORPHAN}
-    assert f"{len(ZOO) + 1} SageMaker endpoints listed: 12 jumpgate endpoints, 3 skipped" in text
+    assert f"{len(ZOO) + 1} SageMaker endpoints listed: 13 jumpgate endpoints, 3 skipped" in text
 
 
 @pytest.mark.parametrize(("eid", "schema"), [
     ("tgi-llama3-8b", "tgi"), ("lmi-llama2-13b", "lmi"), ("neuron-llama2-13b", "neuron"),
     ("neuron-entrypoint", "neuron"), ("neuron-rolling", "neuron"), (JS_LLAMA2, "jumpstart"), (JS_LLAMA3, "tgi"),
     ("hf-text2text-flan-t5-xl-20240101", "text2text"), ("ab-test-blue", "tgi"), ("ab-test-green", "tgi"),
-    ("tgi-containers", "tgi"), ("tgi-on-cpu", "tgi"),
+    ("tgi-containers", "tgi"), ("tgi-on-cpu", "tgi"), ("tei-bge-large", "tei"),
 ])
 def test_schema_is_inferred_from_image_env_and_names(config: Config, eid: str, schema: str) -> None:
     assert config.endpoints[eid].schema_ == schema
@@ -175,6 +179,15 @@ def test_one_model_per_endpoint_named_after_it(config: Config) -> None:
         assert {config.endpoints[t.endpoint].endpoint_name for t in model.targets} == {name}
 
 
+def test_a_tei_endpoint_becomes_an_embedding_model_with_its_container_facts(config: Config) -> None:
+    ep = config.endpoints["tei-bge-large"]
+    assert (ep.container.kind, ep.container.version, ep.container.max_batch_size) == ("tei", "1.9.4", 64)
+    assert ep.chat_template is None
+    catalog = build_catalog(config)
+    [model] = [m for m in catalog.embedding_models.values() if m.targets[0][0].id == "tei-bge-large"]
+    assert model.targets[0][0].native_dimensions and model.targets[0][0].batch_size == 64
+
+
 def test_skipped_endpoints_say_why_and_what_to_set(text: str) -> None:
     lines = text.splitlines()
     for name, why in [("custom-server", f"image {CUSTOM} matches no schema rule"),
@@ -183,7 +196,9 @@ def test_skipped_endpoints_say_why_and_what_to_set(text: str) -> None:
         i = next(i for i, line in enumerate(lines) if line.startswith(f'# SKIPPED endpoint "{name}"'))
         assert why in lines[i]
         assert lines[i + 1].startswith("#   ") and f"endpoint_name: {name}" in lines[i + 1]
-    assert "one of jumpstart, lmi, neuron, openai, text2text, tgi" in text
+    comments = " ".join(line.lstrip("#").strip() for line in lines if line.startswith("#"))  # the hints wrap
+    assert ("one of jumpstart, jumpstart_list, jumpstart_text_inputs, jumpstart_x_text, lmi, lmi_embeddings, neuron, "
+            "openai, tei, text2text, tgi") in comments
 
 
 def test_list_endpoints_is_paginated(client: Any) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.adapters import schema_names
+from service.adapters import all_schema_names
 from service.discover import rules as discover
 from service.discover.rules import Found
 
@@ -18,7 +18,7 @@ def found(image: str, instance_type: str = "ml.g5.2xlarge", env: dict[str, str] 
 
 
 def test_every_rule_names_a_registered_schema() -> None:
-    assert {r.schema for r in discover.SCHEMA_RULES} | set(discover.SCHEMA_HINTS) <= set(schema_names())
+    assert {r.schema for r in discover.SCHEMA_RULES} | set(discover.SCHEMA_HINTS) <= set(all_schema_names())
 
 
 @pytest.mark.parametrize(("image", "repo_tag"), [
@@ -47,7 +47,11 @@ def test_split_image(image: str, repo_tag: tuple[str, str]) -> None:
            names=("ep", "huggingface-text2text-flan-t5-xxl-model")), "text2text"),
     (found(f"{ECR}/huggingface-pytorch-inference:2.1.0-transformers4.37.0-gpu-py310",
            env={"HF_TASK": "text2text-generation"}), "text2text"),
+    (found(f"{ECR}/tei:2.0.1-tei1.9.4-gpu-py310-cu129-ubuntu24.04"), "tei"),
+    (found(f"{ECR}/tei-cpu:2.0.1-tei1.7.0-cpu-py310-ubuntu22.04", "ml.c6i.xlarge"), "tei"),
+    (found("ghcr.io/huggingface/text-embeddings-inference:1.5"), "tei"),
     # not guessed:
+    (found(f"{ECR}/tei-fork:1"), None),
     (found(f"{ECR}/djl-inference:0.21.0-cpu-full"), None),
     (found("my/lmi:1", env={"OPTION_ROLLING_BATCH": "auto"}), None),  # rolling batch on a GPU: LMI or other?
     (found(f"{ECR}/pytorch-inference:2.0.1-gpu-py310"), None),  # a PyTorch image without a Llama name
@@ -83,3 +87,19 @@ def test_non_numeric_limits_are_ignored_not_guessed() -> None:
     assert rule is not None
     fields = {key: value for key, value, _ in discover.endpoint_fields(item, rule)}
     assert "context_length" not in fields and fields["max_concurrency"] == discover.DEFAULT_CONCURRENCY
+
+
+@pytest.mark.parametrize(("image", "env", "container"), [
+    (f"{ECR}/tei:2.0.1-tei1.9.4-gpu-py310-cu129-ubuntu24.04", {"MAX_CLIENT_BATCH_SIZE": "64"},
+     {"kind": "tei", "version": "1.9.4", "max_batch_size": 64}),
+    (f"{ECR}/tei:2.0.1-tei1.7.0-gpu-py310-cu122-ubuntu22.04", {}, {"kind": "tei", "version": "1.7.0"}),
+    ("ghcr.io/huggingface/text-embeddings-inference:1.8", {}, {"kind": "tei", "version": "1.8"}),
+    ("ghcr.io/huggingface/text-embeddings-inference:latest", {}, {"kind": "tei"}),
+])
+def test_tei_endpoints_get_their_container_facts(image: str, env: dict[str, str], container: dict[str, object]) -> None:
+    item = found(image, env={"MAX_CONCURRENT_REQUESTS": "128", **env})
+    rule = discover.schema_rule(item)
+    assert rule is not None and rule.schema == "tei"
+    fields = {key: value for key, value, _ in discover.endpoint_fields(item, rule)}
+    assert fields["container"] == container and fields["max_concurrency"] == 128
+    assert "chat_template" not in fields and "context_length" not in fields
