@@ -170,13 +170,14 @@ async def admin_status(request: Request) -> render.JSONResponse:
         "event_loop": f"{type(loop).__module__}.{type(loop).__name__}",
         "endpoints": {eid: {**s.status(), **_where(state, eid)} for eid, s in sorted(state.fleet.states.items())},
         "models": {name: {"targets": [{"endpoint": ep.id, "weight": w} for ep, w in m.targets],
-                          "shadow": m.shadow.endpoint if m.shadow else None}
-                   for name, m in sorted(state.gateway.catalog.models.items())},
+                          "shadow": m.shadow.endpoint if isinstance(m, Model) and m.shadow else None}
+                   for name, m in sorted(_all_models(state.gateway.catalog).items())},
     })
 
 
 def _where(state: AppState, endpoint_id: str) -> dict[str, str]:
-    ep = state.gateway.catalog.endpoints.get(endpoint_id)
+    catalog = state.gateway.catalog
+    ep = catalog.endpoints.get(endpoint_id) or catalog.embedding_endpoints.get(endpoint_id)
     return {"region": ep.region, "credentials": ep.credentials} if ep is not None else {}
 
 

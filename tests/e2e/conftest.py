@@ -14,11 +14,6 @@ def e2e_config(runtime_url: str) -> dict[str, Any]:
     """The demo config plus a model whose policy drops unsupported parameters."""
     data = demo_config_data(runtime_url)
     data["models"]["llama3-8b-lenient"] = {"targets": [{"endpoint": "llama3-8b-g5"}], "unsupported_params": "drop"}
-    # LMI's vLLM chat (rolling batch) on the demo LMI endpoint: its logprob shapes are LMI's own
-    data["endpoints"]["llama3-8b-lmi-chat"] = {
-        "endpoint_name": "jumpgate-demo-ft-llama3-8b-dolly", "schema": "openai", "instance_type": "ml.g5.2xlarge",
-        "context_length": 8192, "container": {"kind": "lmi", "version": "0.33.0"}}
-    data["models"]["llama3-8b-lmi-chat"] = {"targets": [{"endpoint": "llama3-8b-lmi-chat"}]}
     return data
 
 

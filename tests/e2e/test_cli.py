@@ -20,7 +20,7 @@ import pytest
 from openai import OpenAI
 
 from service import cli
-from service.config.demo import DEMO_MODELS
+from service.config.demo import DEMO_EMBEDDING_MODELS, DEMO_MODELS
 from service.simulator.model import DEMO_ENDPOINTS
 from tests.logfmt import request_lines
 from tests.procs import ROOT, Proc, free_port, start_gateway
@@ -129,7 +129,7 @@ def test_make_serve_port_chooses_the_port(tmp_path: Path) -> None:
             except httpx.HTTPError:
                 time.sleep(0.1)
         assert answer is not None and answer.status_code == 200, (tmp_path / "make-serve.log").read_text()
-        assert {m["id"] for m in answer.json()["data"]} == set(DEMO_MODELS)
+        assert {m["id"] for m in answer.json()["data"]} == {*DEMO_MODELS, *DEMO_EMBEDDING_MODELS}
     finally:
         os.killpg(proc.pid, signal.SIGTERM)  # make and the gateway it started: the group this test created
         proc.wait(30)

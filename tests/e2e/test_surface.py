@@ -6,6 +6,7 @@ and conversations with runs of one role on the Llama 2 models."""
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import openai
@@ -14,7 +15,8 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langchain_openai import ChatOpenAI, OpenAIEmbeddings
 from openai import OpenAI
 
-from tests.procs import Proc, Sim
+from tests.e2e.conftest import e2e_config
+from tests.procs import Proc, Sim, running_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -144,8 +146,27 @@ def test_streamed_chat_logprobs_per_chunk(client: OpenAI, model: str, top: int) 
     check_entries(entries, text, top)
 
 
+def lmi_chat_config(runtime_url: str) -> dict[str, Any]:
+    """The e2e config plus LMI's vLLM chat (rolling batch) on the demo LMI endpoint, whose logprob shapes are LMI's
+    own. Its own stack: that endpoint serves chat only (LMI rolling batch takes `inputs` or `messages`, not the
+    `prompt` bodies of completions), which the fuzz test of the shared stack would rightly report as 502s."""
+    data = e2e_config(runtime_url)
+    data["endpoints"]["llama3-8b-lmi-chat"] = {
+        "endpoint_name": "jumpgate-demo-ft-llama3-8b-dolly", "schema": "openai", "instance_type": "ml.g5.2xlarge",
+        "context_length": 8192, "container": {"kind": "lmi", "version": "0.33.0"}}
+    data["models"]["llama3-8b-lmi-chat"] = {"targets": [{"endpoint": "llama3-8b-lmi-chat"}]}
+    return data
+
+
+@pytest.fixture(scope="module")
+def lmi_chat(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenAI]:
+    with running_stack(tmp_path_factory.mktemp("lmi-chat"), lmi_chat_config) as (_, gateway), \
+            OpenAI(base_url=gateway.url + "/v1", api_key="unused", max_retries=0, timeout=30) as client:
+        yield client
+
+
 @pytest.mark.parametrize("stream", [False, True])
-def test_lmi_chat_logprobs_are_repaired(client: OpenAI, sim: Sim, stream: bool) -> None:
+def test_lmi_chat_logprobs_are_repaired(lmi_chat: OpenAI, stream: bool) -> None:
     # LMI's rolling-batch chat: logprobs as a list, bytes as code points, the top token as a number when
     # streaming; the client sees the OpenAI shape with UTF-8 bytes
     kwargs: Any = {"model": "llama3-8b-lmi-chat", "messages": MESSAGES, "max_tokens": 12, "logprobs": True,
@@ -153,17 +174,17 @@ def test_lmi_chat_logprobs_are_repaired(client: OpenAI, sim: Sim, stream: bool) 
     entries: list[Any] = []
     if stream:
         text = ""
-        for chunk in client.chat.completions.create(stream=True, **kwargs):
+        for chunk in lmi_chat.chat.completions.create(stream=True, **kwargs):
             if chunk.choices and chunk.choices[0].delta.content:
                 text += chunk.choices[0].delta.content
                 entries += chunk.choices[0].logprobs.content if chunk.choices[0].logprobs else []
     else:
-        choice = client.chat.completions.create(**kwargs).choices[0]
+        choice = lmi_chat.chat.completions.create(**kwargs).choices[0]
         text, entries = choice.message.content or "", choice.logprobs.content if choice.logprobs else []
     check_entries(entries, text, 1)
     assert all(e.top_logprobs[0].token == e.token for e in entries)
     with pytest.raises(openai.BadRequestError) as err:
-        client.chat.completions.create(**{**kwargs, "top_logprobs": 2})
+        lmi_chat.chat.completions.create(**{**kwargs, "top_logprobs": 2})
     assert "at most 1" in err.value.response.json()["error"]["message"]
 
 

@@ -4,6 +4,7 @@ order, encodings, `dimensions` per endpoint, token ids, bad input, errors, metri
 from __future__ import annotations
 
 import base64
+import hashlib
 import math
 import struct
 from collections.abc import Callable
@@ -260,3 +261,23 @@ def test_a_model_mixing_embedding_and_generation_endpoints_is_a_config_problem()
         parse_config(data, source="x.yaml")
     [problem] = err.value.problems
     assert problem.key == "models.mixed.targets" and "bge-large-tei-g5" in problem.why
+
+
+async def test_keys_allowed_models_and_token_limits_apply_to_embeddings() -> None:
+    data = demo_config_data("http://sim.invalid")
+    data["auth"] = {"tenants": {
+        "chat-only": {"api_key_sha256": [hashlib.sha256(b"k-chat").hexdigest()], "models": ["llama3-8b"]},
+        "rag": {"api_key_sha256": [hashlib.sha256(b"k-rag").hexdigest()], "models": ["bge-large"],
+                "tokens_per_minute": 10}}}
+    fake = FakeTransport(answer)
+    app = create_app(parse_config(data, source="<test>"), transport=fake)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as client:
+        body = {"model": "bge-large", "input": ["one two three four five six seven eight nine ten eleven"] * 2}
+        assert (await client.post("/v1/embeddings", json=body)).status_code == 401
+        denied = await client.post("/v1/embeddings", json=body, headers={"authorization": "Bearer k-chat"})
+        assert denied.status_code == 403 and fake.calls == []
+        first = await client.post("/v1/embeddings", json=body, headers={"authorization": "Bearer k-rag"})
+        assert first.status_code == 200 and first.json()["usage"]["total_tokens"] > 10  # overdraws the bucket
+        second = await client.post("/v1/embeddings", json=body, headers={"authorization": "Bearer k-rag"})
+        assert second.status_code == 429 and second.json()["error"]["code"] == "tokens_per_minute"
+        assert len(fake.calls) == 1
