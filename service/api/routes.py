@@ -11,6 +11,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response, StreamingResponse
 
 from service.api import render
@@ -21,7 +22,7 @@ from service.api.openai_models import ChatCompletionRequest, CompletionRequest, 
 from service.api.sse import sse_frames
 from service.api.wire import check_size, parse_body
 from service.canonical import Api, Generation, GenerationRequest
-from service.errors import GatewayError, InvalidRequest, NotReady, RouteNotFound
+from service.errors import ClientDisconnected, GatewayError, InvalidRequest, NotReady, RouteNotFound
 from service.runtime import AppState
 from service.telemetry.trace import Trace
 from service.tenancy import Tenant, check_scrape_token
@@ -44,7 +45,7 @@ async def _serve(request: Request, api: Api, wire_model: type[WireRequest], rend
         tenant = state.auth.identify(request.headers.get("authorization"))
         trace.tenant = tenant.name
         check_json_body(request.scope["headers"])
-        req = _parse(request, await request.body(), wire_model, state.input_limits)
+        req = _parse(request, await _body(request), wire_model, state.input_limits)
         trace.stream = req.stream
         state.auth.authorize(tenant, req.model)
         await state.limiter.admit(tenant)
@@ -77,6 +78,13 @@ def _parse(request: Request, body: bytes, wire_model: type[WireRequest], limits:
     check_size(req, limits)
     timeout = request.headers.get(TIMEOUT_HEADER)
     return req if timeout is None else replace(req, timeout_s=_client_timeout(timeout))
+
+
+async def _body(request: Request) -> bytes:
+    try:
+        return await request.body()
+    except ClientDisconnect:
+        raise ClientDisconnected("the client closed the connection before its request body arrived") from None
 
 
 def _prompt_of(req: GenerationRequest) -> str:

@@ -11,7 +11,7 @@ from service.canonical import Usage
 from service.errors import GatewayError
 
 #: error codes of requests ended by their own side, and the reason label they are counted under
-ABANDONED = {"deadline_exceeded": "deadline", "server_shutting_down": "drain"}
+ABANDONED = {"deadline_exceeded": "deadline", "server_shutting_down": "drain", "client_disconnected": "disconnect"}
 UNKNOWN = "unknown"  # label value for a model that is not configured (keeps label values bounded)
 NONE = "none"        # label value when no endpoint was chosen
 
