@@ -39,6 +39,8 @@ async def _serve(request: Request, api: Api, wire_model: type[WireRequest], rend
     state = state_of(request)
     gateway = state.gateway
     trace = Trace(api, request_id=request.state.request_id)
+    if state.tracing is not None:
+        state.tracing.start_request(trace, request.scope["headers"])
     handed_to_stream = False
     tenant: Tenant | None = None
     try:

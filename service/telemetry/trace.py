@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from service.canonical import Usage
 from service.errors import GatewayError
@@ -42,6 +43,9 @@ class Trace:
     request_id: str = "-"
     prompt: str | None = None       # only filled when logging.log_prompts is on
     completion: str | None = None
+    finish_reasons: tuple[str, ...] = ()
+    span: Any = None                # the request's OpenTelemetry span, when tracing is on (telemetry/tracing.py)
+    trace_id: str | None = None     # its trace id, for the request log line
 
     def note_error(self, err: GatewayError) -> None:
         self.status, self.error = err.status, err.code
