@@ -159,3 +159,41 @@ def test_streams_cut_at_the_drain_deadline_say_so_and_are_charged(stack: tuple[P
     cut = [r for r in records if r.get("error") == "server_shutting_down"]
     assert len(cut) == 3 and all(r["cost_usd"] > 0 and r["completion_tokens"] > 0 for r in cut)
     gw.stop()
+
+
+def test_requests_beyond_the_upstream_capacity_are_refused_at_once_not_queued(stack: tuple[Proc, Path]) -> None:
+    """The upstream pool has no cap of its own: each endpoint's max_concurrency slots are the cap, and a request
+    that finds them taken waits max_wait_s, then is refused with 429 + Retry-After and counted."""
+    _, path = stack
+    data = yaml.safe_load(path.read_text())
+    data["endpoints"]["tgi"] |= {"max_concurrency": 3, "max_wait_s": 0.2}
+    capped = path.parent / "slots.yaml"
+    capped.write_text(yaml.safe_dump(data))
+    gw = start_gateway(path.parent, capped)
+    events: list[tuple[str, int]] = []  # in the order they happened
+    lock = threading.Lock()
+
+    def stream() -> None:
+        body = {"model": "m", "messages": [{"role": "user", "content": "a long story"}], "max_tokens": 40,
+                "stream": True, "temperature": 0}
+        with httpx.stream("POST", gw.url + "/v1/chat/completions", json=body, timeout=120) as resp:
+            status, retry_after = resp.status_code, resp.headers.get("retry-after")
+            for _ in resp.iter_lines():
+                pass
+        with lock:
+            events.append(("refused" if status == 429 and retry_after else "streamed" if status == 200 else
+                           f"other {status}", status))
+
+    threads = [threading.Thread(target=stream) for _ in range(10)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        kinds = [kind for kind, _ in events]
+        assert kinds.count("streamed") == 3 and kinds.count("refused") == 7, kinds
+        assert kinds[:7] == ["refused"] * 7, "refusals come while the three streams still run, not after"
+        text = httpx.get(gw.url + "/metrics").text
+        assert 'jumpgate_requests_total{api="chat",endpoint="tgi",model="m",status="429"} 7.0' in text
+    finally:
+        gw.stop()
