@@ -18,8 +18,7 @@ import pytest
 import yaml
 
 from service.config.demo import SIMULATOR_CREDENTIALS
-from tests.e2e.test_hardening import poll
-from tests.procs import Proc, start_gateway, start_simulator
+from tests.procs import Proc, poll, start_gateway, start_simulator
 
 pytestmark = pytest.mark.e2e
 
