@@ -43,6 +43,7 @@ test: $(STAMP)
 	command -v prometheus >/dev/null && command -v redis-server >/dev/null || \
 	  ($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends prometheus redis-server)
 	$(BIN)/ruff check service clients tests
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 $(VENV)/.bench-installed: $(STAMP)

@@ -62,6 +62,8 @@ def create_app(config: Config, *, transport: Transport | None = None, metrics: M
         await state.shadow.drain(state.settings.config.resilience.drain_s)
         await state.limiter.aclose()
         await state.transport.aclose()
+        if state.tracing is not None:
+            state.tracing.shutdown()  # exports the spans still buffered
 
     # No trailing-slash redirects: they would answer a POST with a 307 to a URL built from the Host header.
     fast: dict[str, Handler] = {**{r.path: r for r in GENERATION_ROUTES}, EMBEDDINGS_PATH: embeddings_handler}

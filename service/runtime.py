@@ -24,6 +24,7 @@ from service.pipeline.embedding_catalog import EmbeddingEndpoint
 from service.pipeline.gateway import Gateway
 from service.pipeline.shadow import ShadowRunner
 from service.telemetry.metrics import EndpointSeries, Metrics, RouteSeries
+from service.telemetry.tracing import build_tracing
 from service.tenancy import Authenticator, Limiter, build_limiter
 from service.transport.base import Transport
 
@@ -61,7 +62,9 @@ class AppState:
         self.credentials_ready = credentials_ready
         self.config_path = config_path
         self.config_hooks = tuple(config_hooks)  # told of every config applied (the credential refresher)
-        attempts = Attempts(transport, Fleet(config.resilience), metrics, config.resilience)
+        # Tracing is set up once per process (a reload does not change it): a provider owns an export thread.
+        self.tracing = build_tracing(config.tracing)
+        attempts = Attempts(transport, Fleet(config.resilience), metrics, config.resilience, tracing=self.tracing)
         self.shadow = ShadowRunner(attempts, metrics, config.shadow_log)
         self.gateway = Gateway(settings.catalog, attempts, shadow=self.shadow)
         self.settings = settings

@@ -22,7 +22,7 @@ from service.api.deps import state_of
 from service.api.embedding_models import EmbeddingBody
 from service.api.finish import Finisher
 from service.api.guards import check_json_body
-from service.api.routes import TIMEOUT_HEADER, client_timeout
+from service.api.routes import TIMEOUT_HEADER, client_timeout, read_body
 from service.api.wire import parse_body
 from service.config.tenancy import InputLimits
 from service.embedding import EmbeddingRequest, Embeddings
@@ -39,12 +39,14 @@ EMBEDDINGS_PATH = "/v1/embeddings"
 async def embeddings(request: Request) -> Response:
     state = state_of(request)
     trace = Trace("embeddings", request_id=request.state.request_id)
+    if state.tracing is not None:
+        state.tracing.start_request(trace, request.scope["headers"])
     tenant: Tenant | None = None
     try:
         tenant = state.auth.identify(request.headers.get("authorization"))
         trace.tenant = tenant.name
         check_json_body(request.scope["headers"])
-        req = _parse(request, await request.body(), state.input_limits)
+        req = _parse(request, await read_body(request), state.input_limits)
         state.auth.authorize(tenant, req.model)
         await state.limiter.admit(tenant)
         result = await state.gateway.embed(req, trace)

@@ -11,6 +11,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response, StreamingResponse
 
 from service.api import render
@@ -21,7 +22,15 @@ from service.api.openai_models import ChatCompletionRequest, CompletionRequest, 
 from service.api.sse import sse_frames
 from service.api.wire import check_size, parse_body
 from service.canonical import Api, Generation, GenerationRequest
-from service.errors import GatewayError, InvalidRequest, ModelNotFound, NotReady, RouteNotFound, echo
+from service.errors import (
+    ClientDisconnected,
+    GatewayError,
+    InvalidRequest,
+    ModelNotFound,
+    NotReady,
+    RouteNotFound,
+    echo,
+)
 from service.pipeline.catalog import Catalog, Model
 from service.pipeline.embedding_catalog import EmbeddingModel
 from service.runtime import AppState
@@ -40,13 +49,15 @@ async def _serve(request: Request, api: Api, wire_model: type[WireRequest], rend
     state = state_of(request)
     gateway = state.gateway
     trace = Trace(api, request_id=request.state.request_id)
+    if state.tracing is not None:
+        state.tracing.start_request(trace, request.scope["headers"])
     handed_to_stream = False
     tenant: Tenant | None = None
     try:
         tenant = state.auth.identify(request.headers.get("authorization"))
         trace.tenant = tenant.name
         check_json_body(request.scope["headers"])
-        req = _parse(request, await request.body(), wire_model, state.input_limits)
+        req = _parse(request, await read_body(request), wire_model, state.input_limits)
         trace.stream, trace.metadata = req.stream, req.metadata
         state.auth.authorize(tenant, req.model)
         await state.limiter.admit(tenant)
@@ -79,6 +90,13 @@ def _parse(request: Request, body: bytes, wire_model: type[WireRequest], limits:
     check_size(req, limits)
     timeout = request.headers.get(TIMEOUT_HEADER)
     return req if timeout is None else replace(req, timeout_s=client_timeout(timeout))
+
+
+async def read_body(request: Request) -> bytes:
+    try:
+        return await request.body()
+    except ClientDisconnect:
+        raise ClientDisconnected("the client closed the connection before its request body arrived") from None
 
 
 def _prompt_of(req: GenerationRequest) -> str:

@@ -52,8 +52,8 @@ SERVERLESS_TIMEOUT_S = 120.0
 # --- AWS data, read once ----------------------------------------------------------------------------------------
 @cache
 def _endpoint_resolver() -> Any:
-    from botocore.loaders import create_loader  # type: ignore[import-untyped]
-    from botocore.regions import EndpointResolver  # type: ignore[import-untyped]
+    from botocore.loaders import create_loader
+    from botocore.regions import EndpointResolver
 
     return EndpointResolver(create_loader().load_data("endpoints"))
 
@@ -90,9 +90,10 @@ def _partitions() -> tuple[str, ...]:
 
 @cache
 def _assume_role_limits() -> dict[str, dict[str, Any]]:
-    import botocore.session  # type: ignore[import-untyped]
+    import botocore.session
 
     shape = botocore.session.get_session().get_service_model("sts").operation_model("AssumeRole").input_shape
+    assert shape is not None, "botocore's STS model has an AssumeRole input"
     return {name: dict(shape.members[name].metadata)
             for name in ("RoleSessionName", "DurationSeconds", "ExternalId")}
 

@@ -32,6 +32,7 @@ from service.config.problems import ConfigError, Problem, expand_env, key_path
 from service.config.resilience import ResilienceConfig, ShadowConfig, ShadowLogConfig
 from service.config.server import CorsConfig, MetricsConfig, ServerConfig
 from service.config.tenancy import AuthConfig, InputLimits, LoggingConfig, RateLimitConfig
+from service.config.tracing import TracingConfig
 from service.prompts import templates
 from service.telemetry import cost
 
@@ -247,6 +248,7 @@ class Config(BaseModel):
     server: ServerConfig = ServerConfig()
     cors: CorsConfig = CorsConfig()
     metrics: MetricsConfig = MetricsConfig()
+    tracing: TracingConfig | None = None
 
     @model_validator(mode="after")
     def _cross_checks(self, info: ValidationInfo) -> Config:

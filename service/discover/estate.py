@@ -40,7 +40,7 @@ def scopes(regions: Sequence[str], role_arns: Sequence[str]) -> list[Scope]:
 
 def assume(session: Any, role_arn: str) -> Any:
     """A boto3 session with the role's temporary credentials (one AssumeRole call)."""
-    import boto3  # type: ignore[import-untyped]
+    import boto3
 
     answer = session.client("sts").assume_role(RoleArn=role_arn, RoleSessionName=SESSION_NAME)["Credentials"]
     return boto3.Session(aws_access_key_id=answer["AccessKeyId"], aws_secret_access_key=answer["SecretAccessKey"],

@@ -20,9 +20,9 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-import boto3  # type: ignore[import-untyped]
+import boto3
 import yaml
-from botocore.exceptions import ProfileNotFound  # type: ignore[import-untyped]
+from botocore.exceptions import ProfileNotFound
 
 from service.discover.estate import JUMPSTART_MODEL_ID_TAG, Scope, assume, group, jumpstart_id, scopes
 from service.discover.rules import (  # re-exported: callers and tests import them from here

@@ -20,6 +20,8 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Protocol, TypeVar
 
+from opentelemetry.trace import Span
+
 from service.config.resilience import ResilienceConfig
 from service.errors import (
     DeadlineExceeded,
@@ -36,6 +38,7 @@ from service.pipeline.catalog import Upstream
 from service.pipeline.results import CallResult
 from service.telemetry.metrics import Metrics
 from service.telemetry.trace import Trace
+from service.telemetry.tracing import Tracing, end_attempt
 from service.transport.base import Payload, Target, Transport
 from service.transport.retry import RetryPolicy, call_with_retries
 
@@ -62,8 +65,9 @@ P = TypeVar("P", bound=Candidate)
 class Attempts:
     def __init__(self, transport: Transport, fleet: Fleet, metrics: Metrics, resilience: ResilienceConfig, *,
                  clock: Callable[[], float] = time.perf_counter,
-                 sleep: Callable[[float], Awaitable[object]] = asyncio.sleep) -> None:
+                 sleep: Callable[[float], Awaitable[object]] = asyncio.sleep, tracing: Tracing | None = None) -> None:
         self.transport = transport
+        self.tracing = tracing
         self.fleet = fleet
         self.metrics = metrics
         self.clock = clock
@@ -126,7 +130,8 @@ class Attempts:
             gauge.dec()
 
     async def retrying(self, ep: Upstream, attempt: Callable[[], Awaitable[T]], *, last: bool = True,
-                       deadline_cut: bool = False) -> tuple[T, int]:
+                       deadline_cut: bool = False, trace: Trace | None = None,
+                       keep_span: list[Span] | None = None) -> tuple[T, int]:
         """Retry `attempt` on one endpoint: only the last candidate retries (others fall back at once), and only
         within the endpoint's retry budget. Counts failed attempts and retries; feeds the breaker and the
         throttling tracker. With `deadline_cut` (the call's timeout was shortened to the request's remaining
@@ -134,10 +139,11 @@ class Attempts:
         state = self.fleet[ep.id]
         state.budget.on_request()
         policy = self.retry if last else RetryPolicy(max_attempts=1)
+        traced = self._traced(ep, trace, keep_span, attempt)
 
         async def counted() -> T:
             try:
-                result = await attempt()
+                result = await traced()
             except UpstreamTimeout as exc:
                 if not deadline_cut:
                     self._failed(ep, exc)
@@ -163,6 +169,31 @@ class Attempts:
         if not last or ep.scale_from_zero_wait_s <= 0:
             return await call_with_retries(counted, policy, on_retry=retried)
         return await self._awaiting_capacity(ep, lambda: call_with_retries(counted, policy, on_retry=retried))
+
+    def _traced(self, ep: Upstream, trace: Trace | None, keep: list[Span] | None,
+                attempt: Callable[[], Awaitable[T]]) -> Callable[[], Awaitable[T]]:
+        """`attempt` in a CLIENT span of its own when the request is traced (retries become sibling spans). With
+        `keep`, a successful attempt's span stays open and is handed over (a stream ends it when it closes)."""
+        tracing = self.tracing
+        if tracing is None or trace is None or trace.span is None:
+            return attempt
+        count = [0]
+
+        async def traced() -> T:
+            count[0] += 1
+            span = tracing.start_attempt(trace, ep, count[0])
+            try:
+                result = await attempt()
+            except BaseException as exc:
+                end_attempt(span, exc)
+                raise
+            if keep is not None and span is not None:
+                keep.append(span)
+            else:
+                end_attempt(span)
+            return result
+
+        return traced
 
     async def _awaiting_capacity(self, ep: Upstream, run: Callable[[], Awaitable[T]]) -> T:
         """An inference component scaled to zero answers no-capacity until SageMaker has started a copy. The last
@@ -206,7 +237,7 @@ class Attempts:
             target = self.target_for(ep, deadline)
             try:
                 raw, attempts = await self.retrying(ep, lambda: self.transport.invoke(target, payload), last=last,
-                                                    deadline_cut=target is not ep.target)
+                                                    deadline_cut=target is not ep.target, trace=trace)
             finally:
                 held = self.clock() - started
                 if trace is not None:

@@ -65,6 +65,7 @@ class Gateway:
         gen = _answer(plan, results, clock() - started)
         trace.upstream_seconds, trace.usage, trace.cost_usd = gen.upstream_seconds, gen.usage, gen.cost_usd
         trace.upstream_bytes = sum(r.bytes_in + len(r.raw.body) for r in results)
+        trace.finish_reasons = tuple(str(c.finish_reason) for c in gen.choices)
         self._offer_shadow(req, model, gen.endpoint, tuple(c.text for c in gen.choices), clock() - started, gen.usage)
         return gen
 

@@ -14,6 +14,8 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 
+from opentelemetry.trace import Span
+
 from service.adapters.base import StreamDecoder, streams
 from service.canonical import Decoded, GenerationRequest, StreamEnd, StreamEvent, StreamFinal, TokenDelta
 from service.errors import InvalidParam, UpstreamError, UpstreamStreamError
@@ -24,6 +26,7 @@ from service.pipeline.plan import Plan
 from service.pipeline.results import attributed_cost, resolve_finish, unfinished_usage
 from service.pipeline.tokens import resolve_usage
 from service.telemetry.trace import Trace
+from service.telemetry.tracing import end_attempt, first_token
 from service.transport.base import Payload, Target, Transport
 
 #: called with the endpoint that answered, the whole relayed text and the final event once a stream
@@ -151,6 +154,7 @@ class GatewayStream:
         now = self.mechanics.clock()
         if self.meter.first_token is None:
             self.meter.first_token = now
+            first_token(self.trace, now - self.trace.started)
         self.meter.last_token = now
         self.meter.tokens += 1
 
@@ -163,7 +167,7 @@ class GatewayStream:
         seconds = (self.meter.ended or self.meter.opened) - self.meter.opened
         final = StreamFinal(reason, usage, attributed_cost(self.endpoint, seconds, self.meter.bytes_in,
                                                            self.meter.bytes_out))
-        self.trace.usage, self.trace.cost_usd = usage, final.cost_usd
+        self.trace.usage, self.trace.cost_usd, self.trace.finish_reasons = usage, final.cost_usd, (str(reason),)
         return final
 
 
@@ -186,9 +190,12 @@ async def open_stream(mechanics: Attempts, req: GenerationRequest, plans: Sequen
         async with AsyncExitStack() as opening:
             await opening.enter_async_context(mechanics.slot(ep, wait=last, deadline=deadline))
             target = mechanics.target_for(ep, deadline)
+            held: list[Span] = []  # the open attempt's span, ended when the stream closes
             (parts, first), attempts = await mechanics.retrying(
                 ep, lambda: _open(mechanics.transport, target, plan.payloads[0]), last=last,
-                deadline_cut=target is not ep.target)
+                deadline_cut=target is not ep.target, trace=trace, keep_span=held)
+            for span in held:
+                opening.callback(end_attempt, span)
             opening.push_async_callback(parts.aclose)
             resources = opening.pop_all()  # opened: the stream now owns the slot and the response
         decoder = adapter.stream_decoder()

@@ -181,6 +181,8 @@ def log_request(t: Trace, request_id: str, *, prompt: str | None = None, complet
                    "token_source": t.usage.source.value}
     if t.metadata:
         fields["metadata"] = dict(t.metadata)
+    if t.trace_id is not None:
+        fields["trace_id"] = t.trace_id  # the request's OpenTelemetry trace, when it was sampled
     if prompt is not None:
         fields |= {"prompt": prompt, "completion": completion}
     _request_log.info("request", extra={REQUEST_FIELDS: fields})

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from service.canonical import Usage
 from service.errors import GatewayError
 
 #: error codes of requests ended by their own side, and the reason label they are counted under
-ABANDONED = {"deadline_exceeded": "deadline", "server_shutting_down": "drain"}
+ABANDONED = {"deadline_exceeded": "deadline", "server_shutting_down": "drain", "client_disconnected": "disconnect"}
 UNKNOWN = "unknown"  # label value for a model that is not configured (keeps label values bounded)
 NONE = "none"        # label value when no endpoint was chosen
 
@@ -43,6 +44,9 @@ class Trace:
     metadata: tuple[tuple[str, str], ...] = ()  # the client's `metadata` pairs, for the request log line
     prompt: str | None = None       # only filled when logging.log_prompts is on
     completion: str | None = None
+    finish_reasons: tuple[str, ...] = ()
+    span: Any = None                # the request's OpenTelemetry span, when tracing is on (telemetry/tracing.py)
+    trace_id: str | None = None     # its trace id, for the request log line
 
     def note_error(self, err: GatewayError) -> None:
         self.status, self.error = err.status, err.code

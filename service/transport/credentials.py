@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from typing import Any, NamedTuple
 
-from botocore.credentials import (  # type: ignore[import-untyped]
+from botocore.credentials import (
     AssumeRoleCredentialFetcher,
     Credentials,
     ReadOnlyCredentials,
@@ -260,7 +260,7 @@ def _session_fetch(profile: str | None) -> Fetch:
 
 
 def _role_fetch(spec: CredentialSpec, sts_region: str) -> Fetch:
-    import botocore.session  # type: ignore[import-untyped]
+    import botocore.session
 
     holder: list[AssumeRoleCredentialFetcher] = []
     extra: dict[str, Any] = {"RoleSessionName": spec.session_name, "DurationSeconds": spec.duration_s}
@@ -269,6 +269,7 @@ def _role_fetch(spec: CredentialSpec, sts_region: str) -> Fetch:
 
     def fetch() -> Issued:
         if not holder:
+            assert spec.role_arn is not None, "a role source names its role (checked at config load)"
             # botocore's session honours AWS_ENDPOINT_URL_STS / AWS_STS_REGIONAL_ENDPOINTS like any AWS tool.
             creator = partial(botocore.session.Session().create_client, region_name=sts_region)
             holder.append(AssumeRoleCredentialFetcher(creator, _base_credentials(spec.base or CHAIN),
@@ -281,13 +282,13 @@ def _role_fetch(spec: CredentialSpec, sts_region: str) -> Fetch:
 
 
 def _base_credentials(spec: CredentialSpec) -> Credentials:
-    if spec.kind == "static":
+    if spec.kind == "static" and spec.access_key_id and spec.secret_access_key:
         return Credentials(spec.access_key_id, spec.secret_access_key, spec.session_token)
     return _chain_credentials(spec.profile if spec.kind == "profile" else None)
 
 
 def _chain_credentials(profile: str | None) -> Credentials:
-    import boto3  # type: ignore[import-untyped]
+    import boto3
 
     credentials = boto3.Session(profile_name=profile).get_credentials()
     if credentials is None:

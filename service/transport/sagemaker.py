@@ -78,13 +78,17 @@ class SageMakerTransport:
     """One aiohttp pool for every endpoint. A Target's own region, runtime URL and credential source (see
     transport/base.py) select its URL and signer; targets without them use `runtime_url` and `signer`."""
 
-    def __init__(self, runtime_url: str, signer: Signer, *, pool_size: int = 512,
+    def __init__(self, runtime_url: str, signer: Signer, *, pool_size: int = 0,
                  keepalive_s: float = 30.0, credentials: CredentialRegistry | None = None) -> None:
         self._base = runtime_url.rstrip("/")
         self._signer = signer
         #: the credential sources of targets that carry one (None: every target uses `signer`)
         self.credentials = credentials
         self._signers: dict[tuple[Any, str], Signer] = {}
+        # 0: no cap of the pool's own. Every upstream call holds one of its endpoint's max_concurrency slots
+        # (pipeline/attempts.py), so connections are bounded by the sum of the endpoints' slots, and a request that
+        # finds its endpoint's slots taken waits at most max_wait_s and is then refused (429) or moved on, counted.
+        # A fixed pool (aiohttp's default 100, or the 512 used before) queued requests silently beyond it instead.
         self._pool_size = pool_size
         # Shorter than the idle timeouts of AWS front ends (60 s) so we drop a connection before they do.
         self._keepalive_s = keepalive_s

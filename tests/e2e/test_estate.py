@@ -16,7 +16,7 @@ import base64
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ import yaml
 from openai import OpenAI
 
 from tests.discover.conftest import start_moto
-from tests.procs import Proc, Sim, free_port, start_gateway
+from tests.procs import Proc, Sim, free_port, poll, start_gateway
 from tests.sigv4 import verify
 
 pytestmark = pytest.mark.e2e
@@ -291,9 +291,3 @@ def metric_line(url: str, prefix: str) -> float:
     text = httpx.get(url + "/metrics", timeout=10).text
     return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(prefix))
 
-
-def poll(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached before the deadline"
-        time.sleep(0.02)

@@ -7,8 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ import pytest
 import yaml
 
 from service.config.demo import SIMULATOR_CREDENTIALS
-from tests.procs import Proc, Sim, start_gateway, start_simulator
+from tests.procs import Proc, Sim, poll, start_gateway, start_simulator
 
 pytestmark = pytest.mark.e2e
 
@@ -87,12 +86,6 @@ def metric(url: str, prefix: str, headers: dict[str, str] | None = None) -> floa
     text = httpx.get(url + "/metrics", headers=headers or {}).text
     return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(prefix))
 
-
-def poll(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached before the deadline"
-        time.sleep(0.02)
 
 
 def test_short_client_deadlines_never_open_the_circuit_but_an_outage_does(stack: Stack, sim: Sim) -> None:
