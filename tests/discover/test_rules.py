@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from service.adapters import schema_names
-from service.discover.rules import Found
 from service.discover import rules as discover
+from service.discover.rules import Found
 
 ECR = "763104351884.dkr.ecr.us-west-2.amazonaws.com"
 
