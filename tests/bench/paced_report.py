@@ -6,8 +6,9 @@ Each line starts with a fixed label (``LABELS``), which the smoke test looks for
 - gateway CPU per relayed token: the gateway process's CPU time in the window (/proc/<pid>/stat) divided by
   the tokens its clients read in the window.
 - RSS per stream: (gateway VmRSS when the window closes - VmRSS idle after the warm-up) / N.
-- the client saturated when a load-generator process was busy >= SATURATED_BUSY of a core in the window or
-  its event loop woke >= SATURATED_LAG_S late at p99: then gaps it measured include its own delay.
+- the client saturated (or was starved of CPU by other processes) when a load-generator process was busy
+  >= SATURATED_BUSY of a core in the window or its event loop woke >= SATURATED_LAG_S late at p99: then the
+  gaps it measured include its own delay.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def render(results: dict[int, dict[str, Phase]], idle_rss_mb: float, settings: S
     window = f"{s.rounds} stream(s) per client" if s.rounds else f"a {s.window_s:g} s window"
     out = [f"paced setup: paced TGI upstream (SageMaker event stream, one token per frame), {pacing}, "
            f"{s.tokens} tokens per stream; gateway `jumpgate serve --workers 1`; starts spread over "
-           f"{s.ramp_s:.2f} s, then {window}; {s.procs} load process(es), uvloop + aiohttp; loopback",
+           f"{s.ramp_s:.2f} s, then {window}; {s.procs} load process(es) (uvloop, httptools); loopback",
            "paced streams        done/failed/cut  tokens read/offered       TTFT p50/p99 ms  gap p50/p99 ms   "
            "CPU % gw/upstream/client/other  gw µs/token  RSS KB/stream"]
     for n, phases in results.items():
@@ -114,5 +115,6 @@ def _client(results: dict[int, dict[str, Phase]]) -> str:
                f"{1000 * lag:.1f} ms (saturated at >= {100 * SATURATED_BUSY:.0f} % or >= "
                f"{1000 * SATURATED_LAG_S:g} ms)")
     if hit:
-        return f"paced client: SATURATED in {', '.join(hit)}: those gaps include the client's own delay; {figures}"
+        return (f"paced client: SATURATED or starved of CPU in {', '.join(hit)}: those gaps include the client's "
+                f"own delay; {figures}")
     return f"paced client: not saturated; {figures}"
