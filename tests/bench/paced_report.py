@@ -21,6 +21,7 @@ LABELS = ("paced setup:", "paced N=", "paced added N=", "paced largest N:", "pac
 ADDED_GAP_P99_LIMIT_MS = 5.0  # issue 18: gateway-added inter-token p99 at most 5 ms
 SATURATED_BUSY = 0.9
 SATURATED_LAG_S = 0.005
+DIRECT_SHORTFALL = 0.95
 
 
 def offered(phase: Phase, settings: Settings) -> float:
@@ -53,7 +54,7 @@ def render(results: dict[int, dict[str, Phase]], idle_rss_mb: float, settings: S
         for path in ("direct", "gateway"):
             out.append(_row(n, path, phases[path], idle_rss_mb, s))
         out.append(_added(n, phases["gateway"], phases["direct"]))
-    return [*out, _verdict(results), _client(results), ""]
+    return [*out, _verdict(results, s), _client(results), ""]
 
 
 def _row(n: int, path: str, ph: Phase, idle_rss_mb: float, s: Settings) -> str:
@@ -85,25 +86,31 @@ def _added(n: int, gw: Phase, direct: Phase) -> str:
             f"(gateway minus direct)")
 
 
-def passes(phases: dict[str, Phase]) -> bool:
+def judge(phases: dict[str, Phase], settings: Settings) -> str:
+    """"pass", "fail", or why this N cannot be judged: a client that was saturated or starved, or a direct run
+    that fell short of the offered tokens, measured the machine rather than the gateway."""
     gw, direct = phases["gateway"], phases["direct"]
-    added = added_ms(gw, direct, "gaps", "p99")
-    return added < ADDED_GAP_P99_LIMIT_MS and not gw.load["failed"] and not direct.load["failed"]
+    if gw.load["failed"] or direct.load["failed"]:
+        return "fail"
+    if saturated(gw) or saturated(direct):
+        return "not judged: client saturated or starved"
+    if direct.load["tokens"] < DIRECT_SHORTFALL * offered(direct, settings):
+        return "not judged: the direct run read under 95 % of the offered tokens"
+    return "pass" if added_ms(gw, direct, "gaps", "p99") < ADDED_GAP_P99_LIMIT_MS else "fail"
 
 
-def _verdict(results: dict[int, dict[str, Phase]]) -> str:
-    tested = sorted(results)
-    ok = [n for n in tested if passes(results[n])]
+def _verdict(results: dict[int, dict[str, Phase]], settings: Settings) -> str:
+    """The largest N that passed with every smaller N passing too: one good N above a failed one is noise."""
+    verdicts = {n: judge(results[n], settings) for n in sorted(results)}
+    best = None
+    for n, verdict in verdicts.items():
+        if verdict != "pass":
+            break
+        best = n
     criterion = f"gateway-added inter-token p99 < {ADDED_GAP_P99_LIMIT_MS:g} ms and no failed stream"
-    if not ok:
-        return f"paced largest N: none of {', '.join(map(str, tested))} has {criterion}"
-    best = max(ok)
-    below = [n for n in tested if n < best and n not in ok]
-    caveat = f"; but N={', '.join(map(str, below))} did not pass" if below else ""
-    unsure = " (client saturated at that N: the figure is not reliable)" if any(
-        saturated(ph) for ph in results[best].values()) else ""
-    return f"paced largest N: {best} streams per worker with {criterion} (tested {', '.join(map(str, tested))}" \
-           f"{caveat}){unsure}"
+    each = ", ".join(f"{n} {verdict}" for n, verdict in verdicts.items())
+    return f"paced largest N: {best if best is not None else 'none'} (streams per worker with {criterion}, " \
+           f"this N and every smaller one; tested: {each})"
 
 
 def _client(results: dict[int, dict[str, Phase]]) -> str:
