@@ -3,7 +3,8 @@
 FILE is what ``python -m tests.bench.run --profile FILE`` wrote (``py-spy record --format raw``: one line per
 distinct stack, ``frame;frame;...;leaf COUNT``, a frame being ``function (path:line)``). Prints the share of
 samples by where the running code lives (self time per package or gateway module), per gateway function
-(inclusive: a sample counts for every function on its stack) and per leaf function (self time).
+(inclusive: a sample counts for every function on its stack) and per leaf function (self time). With
+``--relay`` (a streaming profile, e.g. the paced scenario's) it first splits the samples by relay stage.
 """
 
 from __future__ import annotations
@@ -26,6 +27,52 @@ PHASES: tuple[tuple[str, str], ...] = (
 
 # Frames on every stack (the entry point that starts the server): not a place where time goes.
 ENTRY = ("service/cli.py", "service/__main__.py", "<frozen runpy>")
+
+
+# Relay stages of a streaming profile: a sample whose stack opens a stream is "stream open"; otherwise the first
+# of these (path fragment, function fragment, stage) that matches a frame, from the leaf up, decides.
+OPEN_STAGE = ("Gateway.open_stream", "stream open: route, payload, SigV4, upstream request (once per stream)")
+RELAY_STAGES: tuple[tuple[str, str, str], ...] = (
+    ("uvicorn/protocols/http", "", "write to the client socket (uvicorn send)"),
+    ("starlette/", "", "ASGI response glue (starlette StreamingResponse, anyio)"),
+    ("anyio/", "", "ASGI response glue (starlette StreamingResponse, anyio)"),
+    ("aiohttp/", "", "read from the upstream socket (aiohttp)"),
+    ("botocore/eventstream", "", "event-stream frames -> PayloadPart bytes (botocore, CRC)"),
+    ("service/transport/eventstream", "", "event-stream frames -> PayloadPart bytes (botocore, CRC)"),
+    ("service/adapters/", "", "container lines -> token events (JSON)"),
+    ("service/api/sse.py", "frame", "token events -> OpenAI chunk bytes"),
+    ("service/api/sse.py", "Shape", "token events -> OpenAI chunk bytes"),
+    ("service/api/", "", "relay glue (sse_frames, stream generators)"),
+    ("service/pipeline/", "", "relay glue (sse_frames, stream generators)"),
+    ("service/transport/", "", "relay glue (sse_frames, stream generators)"),
+    ("service/telemetry/", "", "logs, metrics, trace"),
+    ("logging/", "", "logs, metrics, trace"),
+    ("prometheus_client/", "", "logs, metrics, trace"),
+)
+REST_STAGE = "event loop (asyncio scheduling, epoll) and the rest"
+
+
+def relay_stage(frames: list[tuple[str, str]]) -> str:
+    if any(OPEN_STAGE[0] in func for func, _ in frames):
+        return OPEN_STAGE[1]
+    for func, path in reversed(frames):
+        for fragment, func_fragment, name in RELAY_STAGES:
+            if fragment in path and func_fragment in func:
+                return name
+    return REST_STAGE
+
+
+def relay_summary(stacks: list[tuple[list[tuple[str, str]], int]], us_per_token: float | None) -> list[str]:
+    total = sum(count for _, count in stacks)
+    stages: Counter[str] = Counter()
+    for frames, count in stacks:
+        stages[relay_stage(frames)] += count
+    per = f" x {us_per_token:g} µs per token" if us_per_token else ""
+    out = [f"by relay stage ({total} samples{per}):"]
+    for name, n in stages.most_common():
+        us = f"{us_per_token * n / total:6.1f} µs  " if us_per_token else ""
+        out.append(f"  {100 * n / total:5.1f}%  {us}{name}")
+    return [*out, ""]
 
 
 def parse(lines: Iterable[str]) -> list[tuple[list[tuple[str, str]], int]]:
@@ -98,8 +145,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m tests.bench.profile_summary")
     parser.add_argument("file")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--relay", action="store_true", help="first split a streaming profile by relay stage")
+    parser.add_argument("--us-per-token", type=float, default=None,
+                        help="with --relay: the run's gateway CPU per token, to print each stage in µs")
     args = parser.parse_args(argv)
-    print("\n".join(summarize(parse(Path(args.file).read_text().splitlines()), args.top)))
+    stacks = parse(Path(args.file).read_text().splitlines())
+    print("\n".join([*(relay_summary(stacks, args.us_per_token) if args.relay else []), *summarize(stacks, args.top)]))
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ class Measured:
         return 100 * self.cpu_s.get(name, math.nan) / self.wall_s
 
     def cpu_us_per_req(self, name: str) -> float:
-        return 1e6 * self.cpu_s.get(name, math.nan) / max(1, self.load["requests"])
+        return 1e6 * self.cpu_s.get(name, math.nan) / max(1, int(self.load["requests"]))
 
 
 @dataclass
@@ -87,8 +87,12 @@ def code_version(root: str) -> str:
     return f"{commit[:90]}" + (f" + {changed} uncommitted change(s) under service/" if changed else "")
 
 
+def header(*, command: str, code: str) -> list[str]:
+    return [f"machine: {machine()}", f"command: {command}", f"code: {code}"]
+
+
 def render(res: Results, *, command: str, setup: str, code: str) -> list[str]:
-    lines = [f"machine: {machine()}", f"command: {command}", f"code: {code}", f"setup: {setup}", ""]
+    lines = [*header(command=command, code=code), f"setup: {setup}", ""]
     lines += _plain(res)
     lines += _stream(res)
     lines += _embeddings(res)
@@ -105,10 +109,10 @@ def _plain(res: Results) -> list[str]:
         if m is None:
             out.append(f"{name} skipped")
             continue
-        gw = f"{m.cpu_pct('gateway'):13.0f}  {m.cpu_us_per_req('gateway'):18.0f}" if "gateway" in name \
+        cpu = f"{m.cpu_pct('gateway'):13.0f}  {m.cpu_us_per_req('gateway'):18.0f}" if "gateway" in name \
             else f"{'-':>13}  {'-':>18}"
         out.append(f"{name}                    {m.rps:8.0f}  {m.ms('latency', 'p50'):7.2f}  "
-                   f"{m.ms('latency', 'p99'):7.2f}  {gw}  {_others(m)}")
+                   f"{m.ms('latency', 'p99'):7.2f}  {cpu}  {_others(m)}")
     direct, gw = res.plain.get("direct c=1"), res.plain.get("gateway c=1")
     if direct and gw:
         out.append(f"added latency c=1: p50 {gw.ms('latency', 'p50') - direct.ms('latency', 'p50'):.2f} ms, "

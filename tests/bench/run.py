@@ -12,6 +12,8 @@ SigV4-signed like the gateway's. Nothing here asserts a timing; the smoke test c
     python -m tests.bench.run --quick             # 2 s per scenario, no RSS run, no LiteLLM
     python -m tests.bench.run --scenarios plain --profile /tmp/gw.txt   # py-spy the gateway at c=32
     python -m tests.bench.run --scenarios plain --profile /tmp/gw1.txt --profile-at 1   # ... at c=1
+    python -m tests.bench.run --scenarios paced   # paced streams, N = 100..500 (issue 18; tests/bench/paced.py)
+    python -m tests.bench.run --scenarios paced --paced-streams 200 --profile /tmp/paced.txt   # py-spy at N=200
 """
 
 from __future__ import annotations
@@ -27,11 +29,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tests.bench import paced, paced_report
 from tests.bench import stack as st
-from tests.bench.report import Measured, Results, code_version, render
+from tests.bench.report import Measured, Results, code_version, header, render
 from tests.procs import ROOT
 
-SCENARIOS = ("plain", "stream", "embeddings", "memory", "litellm")
+SCENARIOS = ("plain", "stream", "embeddings", "memory", "litellm", "paced")
+QUICK_SKIPS = ("litellm", "paced")
 RSS_REQUESTS = 100_000
 RSS_MAX_S = 900.0  # the RSS run is bounded by time too
 JSON = {"content-type": "application/json"}
@@ -44,6 +48,14 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     code = code_version(str(ROOT))  # before the run: the gateway process runs the work tree as it is now
     print(f"jumpgate benchmark, {started}", flush=True)
+    lines = _zero_latency(args, command, code) if args.chosen - {"paced"} else header(command=command, code=code)
+    if "paced" in args.chosen:
+        lines += ["", *_paced(args)]
+    print("\n".join(lines), flush=True)
+    return 0
+
+
+def _zero_latency(args: argparse.Namespace, command: str, code: str) -> list[str]:
     setup = (f"simulator zero latency, 64-token answers; gateway `jumpgate serve --workers 1`, model {st.MODEL} "
              f"(tgi); aiohttp load generator in its own process; {args.duration:g} s per scenario; loopback")
     with tempfile.TemporaryDirectory(prefix="jumpgate-bench-") as tmp:
@@ -55,8 +67,24 @@ def main(argv: list[str] | None = None) -> int:
             raise
         finally:
             stack.stop()
-    print("\n".join(render(res, command=command, setup=setup, code=code)), flush=True)
-    return 0
+    return render(res, command=command, setup=setup, code=code)
+
+
+def _paced(args: argparse.Namespace) -> list[str]:
+    settings = paced.Settings(
+        series=args.paced_series, tokens=args.paced_tokens, ttft_ms=args.paced_ttft_ms, gap_ms=args.paced_gap_ms,
+        window_s=args.paced_window, rounds=args.paced_rounds, procs=args.paced_procs,
+        profile=args.profile if "plain" not in args.chosen else None, profile_at=args.paced_profile_at)
+    with tempfile.TemporaryDirectory(prefix="jumpgate-paced-") as tmp:
+        stack = paced.PacedStack(Path(tmp), settings)
+        try:
+            results, idle_rss = paced.PacedBench(stack, settings).run()
+        except BaseException:
+            print(f"gateway log tail:\n{stack.gw.output()[-3000:]}", file=sys.stderr)
+            raise
+        finally:
+            stack.stop()
+    return paced_report.render(results, idle_rss, settings)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -70,9 +98,23 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--litellm", default=None, help="path of LiteLLM's `litellm` script (default: beside this "
                    "Python, else on PATH); pip install 'litellm[proxy]', ideally in its own venv")
     p.add_argument("--profile", default=None, metavar="FILE",
-                   help="py-spy the gateway during one gateway run (--profile-at); collapsed stacks go to FILE")
+                   help="py-spy the gateway during one gateway run (--profile-at; with --scenarios paced and no "
+                        "plain: the paced run at --paced-profile-at streams); collapsed stacks go to FILE")
     p.add_argument("--profile-at", type=int, default=32, choices=(1, 32), metavar="C",
                    help="concurrency of the non-streaming gateway run that --profile samples (1 or 32; default 32)")
+    paced_args = p.add_argument_group("paced streams (--scenarios paced; not in --quick)")
+    paced_args.add_argument("--paced-streams", default="100,200,300,400,500", metavar="N,N,...",
+                            help="concurrent streams per run, in order (default 100,200,300,400,500)")
+    paced_args.add_argument("--paced-tokens", type=int, default=256, help="tokens per stream (default 256)")
+    paced_args.add_argument("--paced-ttft-ms", type=float, default=50.0, help="upstream time to first token (50)")
+    paced_args.add_argument("--paced-gap-ms", type=float, default=20.0, help="upstream time between tokens (20)")
+    paced_args.add_argument("--paced-window", type=float, default=10.0, metavar="S",
+                            help="seconds measured after the ramp, per N and path (default 10)")
+    paced_args.add_argument("--paced-rounds", type=int, default=None, metavar="R",
+                            help="each client runs exactly R streams (the window ends with them) instead")
+    paced_args.add_argument("--paced-procs", type=int, default=1, help="load-generator processes per run (1)")
+    paced_args.add_argument("--paced-profile-at", type=int, default=200, metavar="N",
+                            help="streams of the gateway run that --profile samples (default 200)")
     return p
 
 
@@ -81,12 +123,22 @@ def _resolve(args: argparse.Namespace) -> None:
     if args.rss_requests is None:
         args.rss_requests = 0 if args.quick else RSS_REQUESTS
     if args.scenarios is None:
-        args.scenarios = ",".join(s for s in SCENARIOS if not (args.quick and s == "litellm"))
+        args.scenarios = ",".join(s for s in SCENARIOS if not (args.quick and s in QUICK_SKIPS))
     chosen = {s.strip() for s in args.scenarios.split(",") if s.strip()}
     unknown = chosen - set(SCENARIOS)
     if unknown:
         raise SystemExit(f"unknown scenarios {sorted(unknown)}; choose from {','.join(SCENARIOS)}")
     args.chosen = chosen
+    try:
+        args.paced_series = tuple(int(n) for n in args.paced_streams.split(","))
+    except ValueError:
+        raise SystemExit(f"--paced-streams takes comma-separated integers, not {args.paced_streams[:40]!r}") from None
+    limits = (all(1 <= n <= 5000 for n in args.paced_series) and 1 <= args.paced_tokens <= 4096
+              and args.paced_ttft_ms >= 0 and args.paced_gap_ms >= 0 and args.paced_window > 0
+              and (args.paced_rounds is None or args.paced_rounds >= 1) and 1 <= args.paced_procs <= 16)
+    if not limits:
+        raise SystemExit("paced options: streams 1..5000, tokens 1..4096, pacing >= 0 ms, window > 0 s, "
+                         "rounds >= 1, procs 1..16")
 
 
 class Bench:
