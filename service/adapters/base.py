@@ -12,6 +12,7 @@ from typing import Any, Protocol, TypeGuard
 
 import orjson
 
+from service.adapters.features import FeatureTable
 from service.adapters.params import Rules, Sampling, WireParams
 from service.canonical import Choice, Decoded, FinishReason, GenerationRequest, StreamEvent
 from service.errors import UpstreamModelError, UpstreamStreamError, redact
@@ -29,6 +30,8 @@ class Adapter(Protocol):
     can_stream: bool
     #: whether non-streaming answers carry exact prompt and completion counts (usage source `backend`)
     reports_counts: bool
+    #: tools, constrained JSON and images, per container kind (service/adapters/features.py)
+    features: FeatureTable
 
     def encode(self, req: GenerationRequest, spec: PromptSpec, wire: WireParams) -> Payload:
         """Build the container payload. `wire.values` holds the normalized parameters under wire names."""

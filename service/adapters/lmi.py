@@ -20,6 +20,7 @@ from service.adapters.base import (
     text_choice,
 )
 from service.adapters.decoders import JsonLineDecoder
+from service.adapters.features import ANY, Features, FeatureTable
 from service.adapters.params import UNSUPPORTED, Range, Rules, Sampling, WireParams, native
 from service.canonical import Choice, Decoded, GenerationRequest, StreamEnd, StreamEvent, TokenDelta
 from service.errors import UpstreamModelError, redact
@@ -33,6 +34,7 @@ class LmiAdapter:
     name = "lmi"
     can_stream = True
     reports_counts = True  # prompt and completion tokens in every non-streaming answer
+    features: FeatureTable = {ANY: Features()}  # text in, text out: tools and JSON through the prompt
     #: vLLM / lmi-dist report prompt tokens in `details.prefill` when asked; NeuronX does not take it
     prefill_details = True
     sampling = Sampling(greedy={"do_sample": False}, sample={"do_sample": True})

@@ -5,6 +5,8 @@ greedy is `do_sample: false` with no temperature and top_p 1 is never sent; at m
 no beams; `best_of` returns a single text, so n > 1 is fanned out by the gateway. `/invocations`
 defaults `return_full_text` to true for text-generation models, so it is always sent as false.
 `details` (+ `decoder_input_details` when not streaming) are requested so token counts are exact.
+A JSON Schema the output must satisfy is sent as `parameters.grammar` `{type: json, value}` (TGI >= 1.4.3,
+openai-surface.md 2.2); images as markdown `![](data:...)` in `inputs` (section 4).
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from service.adapters.base import (
     text_choice,
 )
 from service.adapters.decoders import JsonLineDecoder
+from service.adapters.features import ANY, TGI_PAYLOAD_LIMIT, Features, FeatureTable, ImageSupport
 from service.adapters.params import EMULATED, UNSUPPORTED, Range, Rules, Sampling, WireParams, native
 from service.canonical import Decoded, GenerationRequest, StreamEnd, StreamEvent, TokenDelta
-from service.prompts.render import PromptSpec, render_text
+from service.prompts.render import PromptSpec, markdown_images, render_text
 from service.transport.base import Payload, RawResponse
 
 POSITIVE = Range(lo=0, lo_open=True)
@@ -33,6 +36,8 @@ class TgiAdapter:
     name = "tgi"
     can_stream = True
     reports_counts = True  # prompt and completion tokens in every non-streaming answer
+    features: FeatureTable = {
+        ANY: Features(grammar=True, images=ImageSupport.MARKDOWN, payload_limit=TGI_PAYLOAD_LIMIT)}
     sampling = Sampling(greedy={"do_sample": False}, sample={"do_sample": True})
     rules: Rules = {
         "max_new_tokens": native("max_new_tokens", Range(lo=1)),
@@ -56,7 +61,10 @@ class TgiAdapter:
         }
         if not req.stream:
             parameters["decoder_input_details"] = True
-        return json_payload({"inputs": render_text(req, spec), "parameters": parameters, "stream": req.stream})
+        if req.constraint is not None:
+            parameters["grammar"] = {"type": "json", "value": req.constraint}
+        text = render_text(markdown_images(req) if req.has_images else req, spec)
+        return json_payload({"inputs": text, "parameters": parameters, "stream": req.stream})
 
     def decode(self, raw: RawResponse) -> Decoded:
         data = load_json(raw, self.name)

@@ -8,8 +8,8 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
-from service.canonical import Generation, GenerationRequest
-from service.pipeline.streaming import GatewayStream
+from service.canonical import Choice, Generation, GenerationRequest
+from service.pipeline.streaming import AnswerStream
 
 
 class JSONResponse(Response):
@@ -36,7 +36,7 @@ def headers(gen: Generation) -> dict[str, str]:
     return out
 
 
-def stream_headers(stream: GatewayStream) -> dict[str, str]:
+def stream_headers(stream: AnswerStream) -> dict[str, str]:
     """Sent before the first token: usage, token source and cost arrive in the stream's final chunk."""
     out = {"x-jumpgate-endpoint": stream.endpoint.id, "x-jumpgate-attempts": str(stream.attempts),
            "cache-control": "no-cache", "x-accel-buffering": "no"}
@@ -52,12 +52,22 @@ def chat_completion(req: GenerationRequest, gen: Generation) -> dict[str, Any]:
         "created": int(time.time()),
         "model": req.model,
         "choices": [
-            {"index": c.index, "message": {"role": "assistant", "content": c.text},
-             "finish_reason": c.finish_reason, "logprobs": None}
+            {"index": c.index, "message": _message(c), "finish_reason": c.finish_reason, "logprobs": None}
             for c in gen.choices
         ],
         "usage": gen.usage.as_dict(),
     }
+
+
+def _message(c: Choice) -> dict[str, Any]:
+    if not c.tool_calls:
+        return {"role": "assistant", "content": c.text}
+    return {"role": "assistant", "content": c.text or None, "tool_calls": tool_calls(c)}
+
+
+def tool_calls(c: Choice) -> list[dict[str, Any]]:
+    return [{"id": t.id, "type": "function", "function": {"name": t.name, "arguments": t.arguments}}
+            for t in c.tool_calls]
 
 
 def completion(req: GenerationRequest, gen: Generation) -> dict[str, Any]:
@@ -79,10 +89,17 @@ def native(req: GenerationRequest, gen: Generation) -> dict[str, Any]:
         "id": req.request_id,
         "model": req.model,
         "endpoint": gen.endpoint,
-        "generations": [{"index": c.index, "text": c.text, "finish_reason": c.finish_reason} for c in gen.choices],
+        "generations": [_generation(c) for c in gen.choices],
         "usage": gen.usage.as_dict(with_source=True),
         "cost_usd": gen.cost_usd,
         "attempts": gen.attempts,
         "dropped_params": list(gen.dropped_params),
         "timings": gen.timings,
     }
+
+
+def _generation(c: Choice) -> dict[str, Any]:
+    out: dict[str, Any] = {"index": c.index, "text": c.text, "finish_reason": c.finish_reason}
+    if c.tool_calls:
+        out["tool_calls"] = tool_calls(c)
+    return out

@@ -17,6 +17,7 @@ endpoints:
       grammar: true                 # TGI: false when launched with --disable-grammar-support
       vision: false                 # a vision-language model (Llama 3.2 Vision)
       max_images: 1                 # images per prompt the model accepts
+      payload_limit: 2000000        # request bytes the container accepts (TGI PAYLOAD_LIMIT; default per schema)
       max_batch_size: 32            # TEI --max-client-batch-size: inputs per call
       matryoshka: false             # embeddings may be truncated to `dimensions` and re-normalized
 ```
@@ -44,6 +45,7 @@ class ContainerConfig(BaseModel):
     grammar: bool = True
     vision: bool = False
     max_images: int = Field(1, ge=1, le=32)
+    payload_limit: int | None = Field(None, ge=1024, le=6 * 1024 * 1024)
     max_batch_size: int = Field(32, ge=1, le=2048)
     matryoshka: bool = False
 

@@ -20,11 +20,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from service.canonical import SamplingParams
 from service.config.container import ContainerConfig
+from service.config.images import ImagesConfig
 from service.config.problems import ConfigError, Problem, expand_env, key_path
 from service.config.resilience import ResilienceConfig, ShadowConfig, ShadowLogConfig
 from service.config.server import CorsConfig, MetricsConfig, ServerConfig
 from service.config.tenancy import AuthConfig, InputLimits, LoggingConfig, RateLimitConfig
 from service.prompts import templates
+from service.prompts.tools import TOOL_FORMATS
 from service.telemetry import cost
 
 #: Applied by the gateway when neither the client nor the model's defaults give max_new_tokens: the
@@ -120,6 +122,9 @@ class EndpointConfig(BaseModel):
     tokenizer: str | None = None
     #: what the container behind the endpoint can do (service/config/container.py)
     container: ContainerConfig = ContainerConfig()
+    #: the model's tool-calling prompt format, for tools and JSON output through the prompt
+    #: (service/prompts/tools.py); default: llama3_json for chat_template llama3, else none
+    tool_format: str | None = None
 
     @field_validator("schema_")
     @classmethod
@@ -137,6 +142,13 @@ class EndpointConfig(BaseModel):
         if value is not None and value not in templates.CHAT_TEMPLATES:
             raise ValueError(f"unknown chat template {value!r}; known templates: "
                              f"{', '.join(sorted(templates.CHAT_TEMPLATES))}")
+        return value
+
+    @field_validator("tool_format")
+    @classmethod
+    def _known_tool_format(cls, value: str | None) -> str | None:
+        if value is not None and value != "none" and value not in TOOL_FORMATS:
+            raise ValueError(f"unknown tool format {value!r}; known formats: none, {', '.join(sorted(TOOL_FORMATS))}")
         return value
 
     @field_validator("prompt_template")
@@ -192,6 +204,9 @@ class ModelConfig(BaseModel):
     defaults: ParamDefaults = ParamDefaults()
     unsupported_params: Literal["reject", "drop"] = "reject"
     shadow: ShadowConfig | None = None
+    #: emulated tool calls and JSON output that fail validation are asked for again this many times, with the
+    #: reason as feedback, before the request fails with a 502 invalid_model_output
+    invalid_output_retries: int = Field(1, ge=0, le=3)
 
     @field_validator("targets")
     @classmethod
@@ -215,6 +230,7 @@ class Config(BaseModel):
     server: ServerConfig = ServerConfig()
     cors: CorsConfig = CorsConfig()
     metrics: MetricsConfig = MetricsConfig()
+    images: ImagesConfig = ImagesConfig()
 
     @model_validator(mode="after")
     def _cross_checks(self, info: ValidationInfo) -> Config:

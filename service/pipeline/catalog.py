@@ -15,6 +15,7 @@ from service.canonical import SamplingParams
 from service.config.model import DEFAULT_MAX_NEW_TOKENS, Config, EndpointConfig, ModelConfig
 from service.config.resilience import ShadowConfig
 from service.errors import ModelNotFound, echo
+from service.pipeline.capabilities import TEXT_ONLY, Capabilities, resolve
 from service.pipeline.tokens import ESTIMATE, LocalTokenizer, TokenCounter
 from service.prompts.render import PromptSpec
 from service.telemetry import cost
@@ -36,6 +37,7 @@ class Endpoint:
     context_length: int | None
     max_wait_s: float = 1.0
     counter: TokenCounter = ESTIMATE
+    capabilities: Capabilities = TEXT_ONLY
 
     @property
     def endpoint_price_per_hour(self) -> float:
@@ -49,6 +51,7 @@ class Model:
     defaults: SamplingParams
     policy: Policy
     shadow: ShadowConfig | None = None
+    invalid_output_retries: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,10 +76,11 @@ def build_catalog(config: Config) -> Catalog:
 
 def _endpoint(eid: str, ep: EndpointConfig) -> Endpoint:
     price = cost.price_per_hour(ep.instance_type, ep.price_per_hour)
+    adapter = adapters.get(ep.schema_)
     return Endpoint(
         id=eid,
         schema=ep.schema_,
-        adapter=adapters.get(ep.schema_),
+        adapter=adapter,
         target=Target(ep.endpoint_name, ep.timeout_s, ep.custom_attributes, ep.target_variant,
                       ep.inference_component),
         spec=PromptSpec(ep.chat_template, ep.prompt_template),
@@ -88,6 +92,7 @@ def _endpoint(eid: str, ep: EndpointConfig) -> Endpoint:
         context_length=ep.context_length,
         max_wait_s=ep.max_wait_s,
         counter=LocalTokenizer(ep.tokenizer) if ep.tokenizer else ESTIMATE,
+        capabilities=resolve(adapter, ep),
     )
 
 
@@ -101,4 +106,5 @@ def _model(name: str, m: ModelConfig, endpoints: Mapping[str, Endpoint]) -> Mode
         defaults=defaults,
         policy=m.unsupported_params,
         shadow=m.shadow,
+        invalid_output_retries=m.invalid_output_retries,
     )

@@ -15,6 +15,7 @@ from service.canonical import GenerationRequest, SamplingParams
 from service.pipeline.capacity import Fleet
 from service.pipeline.catalog import Endpoint, Model
 from service.pipeline.routing import Candidate, build_candidate, candidates
+from service.pipeline.tooling import PLAIN, Treatment
 from service.transport.base import Payload
 
 
@@ -27,6 +28,7 @@ class Plan:
     wire: WireParams
     payloads: tuple[Payload, ...]
     prompt_text: str
+    treatment: Treatment = PLAIN  # how the answer is read (tools, output formats)
 
 
 def plan_request(model: Model, req: GenerationRequest, fleet: Fleet, rng: random.Random) -> list[Plan]:
@@ -43,8 +45,8 @@ def plan_on(model: Model, ep: Endpoint, req: GenerationRequest, rng: random.Rand
 
 def plan_for(req: GenerationRequest, params: SamplingParams, c: Candidate, rng: random.Random) -> Plan:
     ep = c.endpoint
-    payloads = tuple(ep.adapter.encode(req, ep.spec, w) for w in _fan_out(ep, params, c.wire, rng))
-    return Plan(ep, params, c.wire, payloads, c.prompt_text)
+    payloads = tuple(ep.adapter.encode(c.sent, ep.spec, w) for w in _fan_out(ep, params, c.wire, rng))
+    return Plan(ep, params, c.wire, payloads, c.prompt_text, c.treatment)
 
 
 def _fan_out(ep: Endpoint, params: SamplingParams, wire: WireParams, rng: random.Random) -> list[WireParams]:

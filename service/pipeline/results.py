@@ -77,4 +77,4 @@ def merge(decoded: Sequence[Decoded]) -> Decoded:
 def _finish(choice: Choice, index: int, params: SamplingParams, counter: TokenCounter) -> Choice:
     text, stopped = cut_at_stop(choice.text, params.stop)
     return Choice(text, resolve_finish(choice.finish_reason, text, stopped=stopped, params=params, counter=counter),
-                  index)
+                  index, choice.tool_calls)

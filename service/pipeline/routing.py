@@ -19,7 +19,10 @@ from service.canonical import GenerationRequest, SamplingParams
 from service.errors import GatewayError, InvalidRequest, NoEndpointAvailable
 from service.pipeline.capacity import Fleet
 from service.pipeline.catalog import Endpoint, Model
+from service.pipeline.tooling import PLAIN, Path, Treatment, has_tool_history, treat
+from service.pipeline.vision import IMAGE_PROMPT_TOKENS, check_images
 from service.prompts.render import render_text
+from service.prompts.tools import tools_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +31,8 @@ class Candidate:
     weight: float
     wire: WireParams
     prompt_text: str
+    sent: GenerationRequest  # the request as this endpoint is sent it (tools and formats rewritten)
+    treatment: Treatment = PLAIN
 
 
 def candidates(model: Model, req: GenerationRequest, params: SamplingParams, fleet: Fleet,
@@ -57,9 +62,15 @@ def candidates(model: Model, req: GenerationRequest, params: SamplingParams, fle
 
 def build_candidate(model: Model, ep: Endpoint, weight: float, req: GenerationRequest,
                params: SamplingParams) -> Candidate:
-    text = render_text(req, ep.spec)
+    sent, treatment = req, PLAIN
+    if req.tools or req.response_format is not None or has_tool_history(req.messages):
+        sent, treatment = treat(req, ep, model.name)
+    images = check_images(req, ep, model.name) if req.has_images else 0
+    text = render_text(sent, ep.spec)
+    if treatment.tools is Path.NATIVE:
+        text += tools_text(sent.tools)  # the container renders them into the prompt: they cost prompt tokens
     max_new = params.max_new_tokens or 0
-    prompt = ep.counter.count(text)
+    prompt = ep.counter.count(text) + images * IMAGE_PROMPT_TOKENS
     if ep.context_length is not None and prompt + max_new > ep.context_length:
         raise InvalidRequest(
             f"the prompt ({prompt} tokens, {ep.counter.source.value}) plus max_tokens ({max_new}) is "
@@ -68,7 +79,7 @@ def build_candidate(model: Model, ep: Endpoint, weight: float, req: GenerationRe
             param="max_tokens", code="context_length_exceeded")
     wire = normalize(params, ep.adapter.rules, ep.adapter.sampling, Subject(ep.id, ep.schema, model.name),
                      policy=model.policy, stream=req.stream)
-    return Candidate(ep, weight, wire, text)
+    return Candidate(ep, weight, wire, text, sent, treatment)
 
 
 def _weighted_order(items: list[Candidate], rng: random.Random) -> list[Candidate]:

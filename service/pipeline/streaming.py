@@ -12,12 +12,24 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from service.adapters.base import StreamDecoder, streams
-from service.canonical import Decoded, GenerationRequest, StreamEnd, StreamEvent, StreamFinal, TokenDelta
+from service.canonical import (
+    Decoded,
+    FinishReason,
+    Generation,
+    GenerationRequest,
+    StreamEnd,
+    StreamEvent,
+    StreamFinal,
+    TokenDelta,
+    ToolCallEvent,
+)
 from service.errors import InvalidParam, UpstreamError, UpstreamStreamError
 from service.pipeline.attempts import Attempts
 from service.pipeline.catalog import Endpoint
+from service.pipeline.outputs import StreamReader
 from service.pipeline.plan import Plan
 from service.pipeline.results import attributed_cost, resolve_finish, unfinished_usage
 from service.pipeline.stops import StopScanner
@@ -28,6 +40,24 @@ from service.transport.base import Payload, Target, Transport
 #: called with the endpoint that answered, the whole relayed text and the final event once a stream
 #: completed (shadow traffic)
 OnFinal = Callable[[Endpoint, str, StreamFinal], None]
+#: what a stream relays: text, whole tool calls, and last the final event
+OutEvent = TokenDelta | ToolCallEvent | StreamFinal
+
+
+class AnswerStream(Protocol):
+    """What the api relays: a stream from the upstream (`GatewayStream`) or a checked answer (`WholeAnswer`)."""
+
+    plan: Plan
+    attempts: int
+
+    @property
+    def endpoint(self) -> Endpoint: ...
+
+    def events(self) -> AsyncIterator[list[OutEvent]]: ...
+
+    async def aclose(self) -> None: ...
+
+    def charge_unfinished(self) -> None: ...
 
 
 @dataclass
@@ -53,19 +83,22 @@ class GatewayStream:
     on_final: OnFinal | None = None
     generated: list[str] = field(default_factory=list)  # the upstream's text so far (stop text included)
     final: StreamFinal | None = None
+    tool_calls: int = 0
 
     @property
     def endpoint(self) -> Endpoint:
         return self.plan.endpoint
 
-    async def events(self) -> AsyncIterator[list[TokenDelta | StreamFinal]]:
+    async def events(self) -> AsyncIterator[list[OutEvent]]:
         """The deltas, then one StreamFinal, in batches: what one upstream read delivered travels together, so
         the client gets one write per read instead of one per token (nothing waits for a batch to fill)."""
         scanner = StopScanner(self.plan.params.stop)
         texts = self.generated
         end: StreamEnd | None = None
         source = self._checked_source()
-        out: list[TokenDelta | StreamFinal] = []
+        if self.plan.treatment.active:
+            source = _reading(source, StreamReader(self.plan.treatment))
+        out: list[OutEvent] = []
         try:
             async for batch in source:
                 if self.mechanics.cut is not None:
@@ -74,6 +107,12 @@ class GatewayStream:
                     if isinstance(event, StreamEnd):
                         end = event
                         break
+                    if isinstance(event, ToolCallEvent):
+                        self._mark_token()
+                        self.tool_calls += 1
+                        texts.append(event.call.name + event.call.arguments)
+                        out.append(event)
+                        continue
                     texts.append(event.text)
                     safe = scanner.push(event.text)
                     if safe:
@@ -152,8 +191,8 @@ class GatewayStream:
         decoded = Decoded((), end.prompt_tokens if end else None, end.completion_tokens if end else None)
         params, counter = self.plan.params, self.endpoint.counter
         usage = resolve_usage(decoded, self.plan.prompt_text, [text], counter, params.max_new_tokens)
-        reason = resolve_finish(end.finish_reason if end else None, text, stopped=stopped, params=params,
-                                counter=counter)
+        reason = FinishReason.TOOL_CALLS if self.tool_calls else resolve_finish(
+            end.finish_reason if end else None, text, stopped=stopped, params=params, counter=counter)
         seconds = (self.timings.ended or self.timings.opened) - self.timings.opened
         final = StreamFinal(reason, usage, attributed_cost(self.endpoint, seconds))
         self.trace.usage, self.trace.cost_usd = usage, final.cost_usd
@@ -221,3 +260,53 @@ async def _replay(decoded: Decoded) -> AsyncGenerator[list[StreamEvent], None]:
     choice = decoded.choices[0]
     head: list[StreamEvent] = [TokenDelta(choice.text)] if choice.text else []
     yield [*head, StreamEnd(choice.finish_reason, decoded.prompt_tokens, decoded.completion_tokens)]
+
+
+async def _reading(source: AsyncGenerator[list[StreamEvent], None],
+                   reader: StreamReader) -> AsyncGenerator[list[StreamEvent], None]:
+    """The source's events read for tool calls: text while it is text, whole calls when they are complete."""
+    try:
+        async for batch in source:
+            out: list[StreamEvent] = []
+            for event in batch:
+                if isinstance(event, TokenDelta):
+                    out.extend(reader.push(event))
+                elif isinstance(event, ToolCallEvent):
+                    out.append(reader.native(event))
+                else:
+                    out.extend(reader.finish())
+                    out.append(event)
+            yield out
+    finally:
+        await source.aclose()
+
+
+@dataclass
+class WholeAnswer:
+    """A generation that had to be complete and valid before anything was relayed (emulated `required` tool calls,
+    JSON output), relayed as a stream: its text or its calls, then the final event with its usage and cost."""
+
+    plan: Plan
+    generation: Generation
+    attempts: int = 1
+
+    def __post_init__(self) -> None:
+        self.attempts = self.generation.attempts
+
+    @property
+    def endpoint(self) -> Endpoint:
+        return self.plan.endpoint
+
+    async def events(self) -> AsyncIterator[list[OutEvent]]:
+        gen = self.generation
+        choice = gen.choices[0]
+        out: list[OutEvent] = [TokenDelta(choice.text)] if choice.text else []
+        out.extend(ToolCallEvent(call, i) for i, call in enumerate(choice.tool_calls))
+        out.append(StreamFinal(choice.finish_reason or FinishReason.STOP, gen.usage, gen.cost_usd))
+        yield out
+
+    async def aclose(self) -> None:
+        return None
+
+    def charge_unfinished(self) -> None:
+        return None  # generated and charged whole before the first byte
