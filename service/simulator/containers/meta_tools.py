@@ -9,7 +9,9 @@ tool prompt when it carries one of Meta's instructions and lists tools as JSON:
 - Llama 3.2 pythonic: "[func_name1(params_name1=params_value1, ...)]" → ``[f(a=1, b='x')]``, one call per
   mentioned tool (the only format with several calls).
 The call follows tool_model's rules; a turn after an ``ipython`` / ``tool`` result is answered with
-ordinary text. A prompt that asks for JSON and contains a JSON Schema is answered with an instance of it
+ordinary text. Prompts in an instruction format (Alpaca / Dolly: ``### Instruction:``, ``### Input:``,
+``### Response:`` sections, the format of the simulator's fine-tuned demo endpoint) are read like a tuned model
+reads them: the user's words are the instruction section, earlier turns are ``role: text`` lines of the input. A prompt that asks for JSON and contains a JSON Schema is answered with an instance of it
 (a prompt asking for JSON without a schema gets ``{"answer": ...}``). The ``tool_output`` fault bends
 these answers: ``malformed`` (cut in half), ``invalid_json`` (unquoted or single-quoted, not JSON),
 ``wrong_name`` (a tool that was not offered), ``bad_arguments`` (valid JSON breaking the schema).
@@ -34,6 +36,7 @@ _JSON31 = ('"parameters": dictionary of argument name and its value', "Return fu
 _PYTHONIC = "[func_name1(params_name1=params_value1"
 _HEADER = re.compile(r"<\|start_header_id\|>(\w+)<\|end_header_id\|>\n*")
 _LINE_ROLE = re.compile(r"^(system|user|assistant|tool|ipython): ", re.M)
+_INSTRUCTION = re.compile(r"^### Instruction:\n(.*?)(?=^### \w+:|\Z)", re.M | re.S)
 _DECODER = json.JSONDecoder()
 
 FaultSource = Callable[[], str | None]
@@ -109,6 +112,9 @@ def turns(prompt: str) -> tuple[str, str]:
             roles.pop()
         users = [m for m in headers if m.group(1) == "user"]
         text = prompt[users[-1].end():].split("<|eot_id|>")[0] if users else ""
+    elif (instruction := _INSTRUCTION.search(prompt)) is not None:
+        roles = [m.group(1) for m in _LINE_ROLE.finditer(prompt[instruction.end():])]
+        text = instruction.group(1)
     else:
         lines = list(_LINE_ROLE.finditer(prompt))
         roles = [m.group(1) for m in lines]
