@@ -163,3 +163,11 @@ async def test_instruction_format_prompts_are_read_by_their_sections(client: htt
                          context='assistant: {"name": "add", "parameters": {"a": 3, "b": 4}}\nipython: 7')
     text = (await invoke(client, LMI, {"inputs": after, "parameters": {"max_new_tokens": 20}})).json()
     assert not _parses(text["generated_text"])  # a result came back: the model answers in words
+
+
+async def test_json_without_a_schema_uses_the_keys_the_user_names(client: httpx.AsyncClient) -> None:
+    ask = "Tell me a joke about cats. Return the result as a JSON with 'setup' and 'punchline' keys."
+    value = json.loads(await tgi_text(client, llama3("Answer with one JSON object.", ask)))
+    assert set(value) == {"setup", "punchline"} and all(isinstance(v, str) and v for v in value.values())
+    value = json.loads(await tgi_text(client, llama3("Answer with one JSON object.", "Name a colour, in JSON.")))
+    assert set(value) == {"answer"}

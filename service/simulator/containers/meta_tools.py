@@ -12,7 +12,8 @@ The call follows tool_model's rules; a turn after an ``ipython`` / ``tool`` resu
 ordinary text. Prompts in an instruction format (Alpaca / Dolly: ``### Instruction:``, ``### Input:``,
 ``### Response:`` sections, the format of the simulator's fine-tuned demo endpoint) are read like a tuned model
 reads them: the user's words are the instruction section, earlier turns are ``role: text`` lines of the input. A prompt that asks for JSON and contains a JSON Schema is answered with an instance of it
-(a prompt asking for JSON without a schema gets ``{"answer": ...}``). The ``tool_output`` fault bends
+(a prompt asking for JSON without a schema gets an object with the keys the user's words name in
+quotes, as in "a JSON with 'setup' and 'punchline' keys", else ``{"answer": ...}``). The ``tool_output`` fault bends
 these answers: ``malformed`` (cut in half), ``invalid_json`` (unquoted or single-quoted, not JSON),
 ``wrong_name`` (a tool that was not offered), ``bad_arguments`` (valid JSON breaking the schema).
 """
@@ -170,8 +171,15 @@ def _not_json(arguments: dict[str, Any]) -> str:
     return "{" + ", ".join(f"{k}: {v}" for k, v in arguments.items()) + "}" if arguments else "{,}"
 
 
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,40}")
+
+
 def _json_answer(schema: Any, rng: random.Random, user_text: str, fault: str | None) -> str:
     hints = Hints.from_text(user_text)
+    keys = [q for q in hints.quoted if _KEY.fullmatch(q)]
+    if schema is None and keys:  # the user named the keys: a model that follows the instruction uses them
+        hints.quoted = [q for q in hints.quoted if q not in keys]
+        schema = {"type": "object", "properties": {k: {"type": "string"} for k in keys}, "required": keys}
     value = instance(schema, rng, hints) if schema is not None else {"answer": " ".join(hints.words[:6]) or "yes"}
     if fault in ("bad_arguments", "wrong_name") and isinstance(value, dict):
         value = tool_model.break_arguments(ToolSpec("json", None, schema or {}), value)
