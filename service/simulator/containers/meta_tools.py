@@ -11,9 +11,10 @@ tool prompt when it carries one of Meta's instructions and lists tools as JSON:
 The call follows tool_model's rules; a turn after an ``ipython`` / ``tool`` result is answered with
 ordinary text. Prompts in an instruction format (Alpaca / Dolly: ``### Instruction:``, ``### Input:``,
 ``### Response:`` sections, the format of the simulator's fine-tuned demo endpoint) are read like a tuned model
-reads them: the user's words are the instruction section, earlier turns are ``role: text`` lines of the input. A prompt that asks for JSON and contains a JSON Schema is answered with an instance of it
-(a prompt asking for JSON without a schema gets an object with the keys the user's words name in
-quotes, as in "a JSON with 'setup' and 'punchline' keys", else ``{"answer": ...}``). The ``tool_output`` fault bends
+reads them: the user's words are the instruction section, earlier turns are ``role: text`` lines of the input.
+A prompt that asks for JSON and contains a JSON Schema is answered with an instance of it (a prompt asking for
+JSON without a schema gets an object with the keys the user's words name in quotes, as in "a JSON with 'setup'
+and 'punchline' keys", else ``{"answer": ...}``). The ``tool_output`` fault bends
 these answers: ``malformed`` (cut in half), ``invalid_json`` (unquoted or single-quoted, not JSON),
 ``wrong_name`` (a tool that was not offered), ``bad_arguments`` (valid JSON breaking the schema).
 """
@@ -123,6 +124,13 @@ def turns(prompt: str) -> tuple[str, str]:
         end = lines[at[-1] + 1].start() if at and at[-1] + 1 < len(lines) else len(prompt)
         text = prompt[lines[at[-1]].end():end] if at else prompt
     return (roles[-1] if roles else "user"), _question(text)
+
+
+def user_words(prompt: str) -> str:
+    """What the model reads its answer's values from: the last user turn of a chat or instruction-format prompt
+    (not the tool definitions or schemas around it), or the whole of an unstructured prompt."""
+    structured = _HEADER.search(prompt) or _INSTRUCTION.search(prompt) or _LINE_ROLE.search(prompt)
+    return turns(prompt)[1] if structured else prompt
 
 
 def _question(text: str) -> str:
