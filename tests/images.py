@@ -35,7 +35,7 @@ class ImageServer:
         files_ = files
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            def do_GET(self) -> None:  # the stdlib calls it by this name
                 if self.path == "/redirect":
                     self.send_response(302)
                     self.send_header("location", "/images/red.png")

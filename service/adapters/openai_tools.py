@@ -91,9 +91,10 @@ class ToolCallCollector:
         for delta in [raw] if isinstance(raw, dict) else raw if isinstance(raw, list) else ():
             if not isinstance(delta, dict):
                 continue
-            position = delta.get("index") if isinstance(delta.get("index"), int) else 0
+            index, inner = delta.get("index"), delta.get("function")
+            position = index if isinstance(index, int) else 0
             pending = self._pending.setdefault((choice_index, position), _Pending())
-            function = delta.get("function") if isinstance(delta.get("function"), dict) else {}
+            function: dict[str, Any] = inner if isinstance(inner, dict) else {}
             if isinstance(delta.get("id"), str) and delta["id"] and not pending.id:
                 pending.id = delta["id"]
             if isinstance(function.get("name"), str) and function["name"] and pending.name is None:

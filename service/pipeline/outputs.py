@@ -120,11 +120,11 @@ def read_choice(t: Treatment, choice: Choice) -> Choice | Rejected:
             return Rejected("no function was called", choice.text)
     elif t.tools is Path.PROMPT and t.offered:
         parsed = parse_calls(choice.text)
-        calls = _prompt_calls(t, parsed) if parsed else Rejected("the answer is not a function call", "")
-        if not isinstance(calls, Rejected):
-            return replace(choice, text="", tool_calls=tuple(calls), finish_reason=FinishReason.TOOL_CALLS)
+        read = _prompt_calls(t, parsed) if parsed else Rejected("the answer is not a function call", "")
+        if not isinstance(read, Rejected):
+            return replace(choice, text="", tool_calls=tuple(read), finish_reason=FinishReason.TOOL_CALLS)
         if t.must_call:
-            return Rejected(calls.reason, choice.text)
+            return Rejected(read.reason, choice.text)
     return _read_json(t, choice) if t.output is Path.PROMPT else choice
 
 

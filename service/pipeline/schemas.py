@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import jsonschema  # type: ignore[import-untyped]
-import regex
+import regex  # type: ignore[import-untyped]
 from jsonschema import validators
 from referencing.exceptions import Unresolvable
 

@@ -95,7 +95,8 @@ def _json_calls(body: str) -> list[ParsedCall] | None:
 def _json_call(item: Any) -> ParsedCall | None:
     if not isinstance(item, dict):
         return None
-    function = item.get("function") if isinstance(item.get("function"), dict) else item
+    inner = item.get("function")
+    function: dict[str, Any] = inner if isinstance(inner, dict) else item
     name = function.get("name")
     if not isinstance(name, str) or not name:
         return None
