@@ -22,6 +22,15 @@ def e2e_config(runtime_url: str, image_host: str) -> dict[str, Any]:
     data = demo_config_data(runtime_url)
     data["models"]["llama3-8b-lenient"] = {"targets": [{"endpoint": "llama3-8b-g5"}], "unsupported_params": "drop"}
     data["images"] = {"fetch_allowed_hosts": [image_host], "max_image_bytes": 1024 * 1024}
+    # the vision endpoint through TGI's generate route too (images as markdown in `inputs`)
+    data["endpoints"]["llama32-vision-generate"] = {
+        **data["endpoints"]["llama32-11b-vision-g5"], "schema": "tgi", "chat_template": "llama3"}
+    data["models"]["llama32-vision-generate"] = {"targets": [{"endpoint": "llama32-vision-generate"}]}
+    # models whose targets differ: requests with tools / images may only go to the targets that can take them
+    data["models"]["tools-mixed"] = {"targets": [{"endpoint": "flan-t5-xl-g5", "weight": 9},
+                                                 {"endpoint": "llama3-8b-dolly-ft"}]}
+    data["models"]["vision-mixed"] = {"targets": [{"endpoint": "llama3-8b-g5-messages", "weight": 9},
+                                                  {"endpoint": "llama32-11b-vision-g5"}]}
     return data
 
 
