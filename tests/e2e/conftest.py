@@ -3,6 +3,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import openai
 import pytest
 from openai import OpenAI
@@ -14,6 +15,9 @@ from tests.procs import Proc, Sim, running_stack
 #: what the loopback image server serves (LangChain's image tests fetch the first path's stand-in)
 IMAGES = {"/images/red.png": png(), "/raw/": png(32, 16, (20, 90, 200)),
           "/images/large.png": png(640, 640, noise=True)}
+
+
+LMI_TOOLS_ENDPOINT = "jumpgate-e2e-lmi-tools"
 
 
 def e2e_config(runtime_url: str, image_host: str) -> dict[str, Any]:
@@ -31,6 +35,14 @@ def e2e_config(runtime_url: str, image_host: str) -> dict[str, Any]:
                                                  {"endpoint": "llama3-8b-dolly-ft"}]}
     data["models"]["vision-mixed"] = {"targets": [{"endpoint": "llama3-8b-g5-messages", "weight": 9},
                                                   {"endpoint": "llama32-11b-vision-g5"}]}
+    # LMI vLLM chat with a tool parser (rolling batch): native tools (the simulator endpoint: LMI_TOOLS_ENDPOINT)
+    # (a Llama 3.1: `required` with several tools, which rolling batch refuses, goes through Meta's format)
+    data["endpoints"]["lmi-tools"] = {"endpoint_name": LMI_TOOLS_ENDPOINT, "schema": "openai",
+                                      "instance_type": "ml.g5.2xlarge", "context_length": 8192,
+                                      "tool_format": "llama3_json",
+                                      "container": {"kind": "lmi", "version": "0.33.0",
+                                                    "tool_call_parser": "llama3_json"}}
+    data["models"]["lmi-tools"] = {"targets": [{"endpoint": "lmi-tools"}]}
     return data
 
 
@@ -43,6 +55,9 @@ def image_server() -> Iterator[ImageServer]:
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory, image_server: ImageServer) -> Iterator[tuple[Proc, Proc]]:
     with running_stack(tmp_path_factory.mktemp("e2e"), lambda url: e2e_config(url, image_server.host)) as pair:
+        # the simulator plays its demo endpoints; the LMI endpoint with a tool parser is added through its API
+        httpx.put(f"{pair[0].url}/_sim/endpoints/{LMI_TOOLS_ENDPOINT}",
+                  json={"container": "lmi", "version": "0.33.0", "tool_call_parser": "llama3_json"}).raise_for_status()
         yield pair
 
 

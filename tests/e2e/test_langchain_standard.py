@@ -4,8 +4,9 @@ latency) behind it.
 
 - `llama3-8b` (TGI generate: Meta's tool format in the prompt, grammar for JSON), `llama3-8b-messages` (TGI
   Messages API: native tools and response_format), `llama3-8b-dolly` (LMI, instruction template: tools and JSON
-  through the prompt) and the vision model run the whole suite, tools, structured output, JSON mode, tool
-  histories and agent loops included; the vision model also its image-input tests.
+  through the prompt), `lmi-tools` (LMI vLLM chat with a tool parser: native tools) and the vision model run the
+  whole suite, tools, structured output, JSON mode, tool histories and agent loops included; the vision model
+  also its image-input tests.
 - `flan-t5-xl` and the Llama 2 models have no tool format: their tool-calling, structured-output, JSON-mode,
   tool-history and agent-loop tests must each fail with the documented 400 (`tools_not_supported` /
   `response_format_not_supported`), which is asserted, test by test, not skipped.
@@ -98,6 +99,10 @@ class TestLlama3Messages(_Gateway):
 
 class TestLlama3Dolly(_Gateway):
     model_name = "llama3-8b-dolly"
+
+
+class TestLmiToolParser(_Gateway):
+    model_name = "lmi-tools"  # LMI vLLM chat (rolling batch) with a tool parser: native tools
 
 
 class TestLlama32Vision(_Gateway):

@@ -17,14 +17,16 @@ import pytest
 from openai import OpenAI
 from pydantic import BaseModel, Field
 
+from tests.e2e.conftest import LMI_TOOLS_ENDPOINT
 from tests.procs import Sim
 
 pytestmark = pytest.mark.e2e
 
-CAPABLE = ["llama3-8b", "llama3-8b-messages", "llama3-8b-dolly", "llama32-11b-vision"]
+CAPABLE = ["llama3-8b", "llama3-8b-messages", "llama3-8b-dolly", "llama32-11b-vision", "lmi-tools"]
 ENDPOINT = {"llama3-8b": "jumpgate-demo-tgi-llama3-8b", "llama3-8b-messages": "jumpgate-demo-tgi-llama3-8b",
             "llama3-8b-dolly": "jumpgate-demo-ft-llama3-8b-dolly",
-            "llama32-11b-vision": "jumpgate-demo-tgi-llama32-11b-vision"}
+            "llama32-11b-vision": "jumpgate-demo-tgi-llama32-11b-vision", "lmi-tools": LMI_TOOLS_ENDPOINT}
+NATIVE = ("llama3-8b-messages", "llama32-11b-vision", "lmi-tools")
 
 
 class GetWeather(BaseModel):
@@ -58,6 +60,8 @@ def test_parse_returns_the_pydantic_object(client: OpenAI, sim: Sim, model: str)
         assert body["parameters"]["grammar"]["value"]["properties"].keys() == {"title", "year"}
     elif model == "llama3-8b-dolly":  # LMI: no grammar, an instruction with the schema
         assert "grammar" not in body["parameters"] and '"title"' in body["inputs"] and "JSON" in body["inputs"]
+    elif model == "lmi-tools":  # LMI chat documents no response_format: the instruction, in a system message
+        assert "response_format" not in body and '"title"' in body["messages"][0]["content"]
     else:  # TGI Messages API: TGI's own response_format shape
         assert body["response_format"]["type"] == "json" and "properties" in body["response_format"]["value"]
 
@@ -93,7 +97,7 @@ def test_two_turns_call_result_answer(client: OpenAI, sim: Sim, model: str) -> N
     sent = sim.requests(ENDPOINT[model])[-1]["body_json"]
     text = json.dumps(sent)
     assert "sunny" in text  # the result reached the model
-    if model in ("llama3-8b-messages", "llama32-11b-vision"):  # native: OpenAI's own history shape
+    if model in NATIVE:  # OpenAI's own history shape
         assert sent["messages"][-1] == {"role": "tool", "tool_call_id": call.id,
                                         "content": _tool_result(call)["content"]}
         assert sent["messages"][-2]["tool_calls"][0]["id"] == call.id and "content" not in sent["messages"][-2]
