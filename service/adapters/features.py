@@ -9,7 +9,8 @@ Facts behind the declarations (openai-surface.md sections 0.1, 1-4, 8):
 - TGI generate: no tools (Meta's formats are rendered into the prompt), `parameters.grammar` for JSON Schema,
   images as markdown `![](data:...)` in `inputs`.
 - LMI vLLM chat: native tools only with a tool parser declared on the endpoint; `required` refused by rolling batch
-  (vLLM's own server in async mode takes it); no documented `response_format`; image parts on VLMs.
+  (vLLM's own server in async mode takes it); no documented `response_format`; image parts on VLMs. Rolling batch
+  reads `messages` or `inputs` only, so a bare `prompt` (completions) needs async mode (vLLM's completions).
 - LMI `inputs`, NeuronX, the Meta container: text only; tools and JSON through the prompt. FLAN-T5: nothing.
 Body limits: SageMaker takes 6 MiB per request; TGI refuses bodies over PAYLOAD_LIMIT (2,000,000 bytes by default).
 """
@@ -53,6 +54,7 @@ class Features:
     prompts: bool = True                # tools and JSON may be emulated through the prompt
     images: ImageSupport = ImageSupport.NONE
     payload_limit: int = SAGEMAKER_MAX_BODY
+    raw_prompts: bool = True            # a prompt without messages (completions, native generate) can be sent
 
 
 FeatureTable = Mapping[str, Features]

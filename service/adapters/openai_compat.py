@@ -48,7 +48,7 @@ class OpenAICompatAdapter:
         ANY: Features(tools=ToolSupport.NATIVE, tools_since="2.4.0", tools_need_grammar=True, grammar=True,
                       grammar_with_tools=False, images=ImageSupport.PARTS, payload_limit=TGI_PAYLOAD_LIMIT),
         "lmi": Features(tools=ToolSupport.NATIVE, tools_need_parser=True, required_native=False,
-                        images=ImageSupport.PARTS),
+                        images=ImageSupport.PARTS, raw_prompts=False),
         "lmi-async": Features(tools=ToolSupport.NATIVE, tools_need_parser=True, images=ImageSupport.PARTS),
     }
     sampling = Sampling(greedy={"temperature": 0}, sample={})

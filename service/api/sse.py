@@ -48,6 +48,13 @@ class ChunkShape:
     def tool_call(self, event: ToolCallEvent) -> Chunk:
         return {**self.base, "index": event.index, "tool_calls": [call_json(event)]}
 
+    def frames(self, event: ToolCallEvent | StreamFinal, texts: list[str]) -> list[bytes]:
+        """The frames of a tool call, or of the final event (the last thing a stream yields) and [DONE]."""
+        if isinstance(event, ToolCallEvent):
+            texts.append(f"{event.call.name}({event.call.arguments})")
+            return [frame(self.tool_call(event))]
+        return [*(frame(chunk) for chunk in self.final(event)), DONE]
+
     def final(self, final: StreamFinal) -> list[Chunk]:
         return [{**self.base, "finish_reason": final.finish_reason, "endpoint": self.stream.endpoint.id,
                  "usage": final.usage.as_dict(with_source=True),
@@ -124,12 +131,8 @@ async def sse_frames(req: GenerationRequest, stream: AnswerStream, done: Finishe
                 if isinstance(event, TokenDelta):
                     texts.append(event.text)
                     out.append(frame(shape.token(event)))
-                elif isinstance(event, ToolCallEvent):
-                    texts.append(f"{event.call.name}({event.call.arguments})")
-                    out.append(frame(shape.tool_call(event)))
                 else:
-                    out.extend(frame(chunk) for chunk in shape.final(event))
-                    out.append(DONE)  # the final event is the last thing events() yields
+                    out.extend(shape.frames(event, texts))
             yield b"".join(out)  # one write per upstream read, however many tokens it carried
             out = []
         completed = True

@@ -30,6 +30,7 @@ class Capabilities:
     images: ImageSupport = ImageSupport.NONE
     max_images: int = 1
     payload_limit: int = SAGEMAKER_MAX_BODY
+    raw_prompts: bool = True
 
 
 #: an endpoint that can take nothing but text (the default of endpoints built without a config)
@@ -48,6 +49,7 @@ def resolve(adapter: Adapter, config: EndpointConfig) -> Capabilities:
         images=features.images if c.vision else ImageSupport.NONE,
         max_images=c.max_images,
         payload_limit=min(c.payload_limit or features.payload_limit, SAGEMAKER_MAX_BODY),
+        raw_prompts=features.raw_prompts,
     )
 
 

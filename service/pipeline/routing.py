@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from service.adapters.params import Subject, WireParams, normalize
 from service.canonical import GenerationRequest, SamplingParams
-from service.errors import GatewayError, InvalidRequest, NoEndpointAvailable
+from service.errors import GatewayError, InvalidRequest, NoEndpointAvailable, UnsupportedFeature
 from service.pipeline.capacity import Fleet
 from service.pipeline.catalog import Endpoint, Model
 from service.pipeline.tooling import PLAIN, Path, Treatment, has_tool_history, treat
@@ -66,6 +66,10 @@ def build_candidate(model: Model, ep: Endpoint, weight: float, req: GenerationRe
     if req.tools or req.response_format is not None or has_tool_history(req.messages):
         sent, treatment = treat(req, ep, model.name)
     images = check_images(req, ep, model.name) if req.has_images else 0
+    if req.messages is None and not ep.capabilities.raw_prompts:
+        raise UnsupportedFeature(f"endpoint '{ep.id}' of model '{model.name}' takes chat messages only (its "
+                                 "container reads no bare prompt): use /v1/chat/completions", param="prompt",
+                                 code="prompt_not_supported")
     text = render_text(sent, ep.spec)
     if treatment.tools is Path.NATIVE:
         text += tools_text(sent.tools)  # the container renders them into the prompt: they cost prompt tokens

@@ -93,7 +93,6 @@ class GatewayStream:
         """The deltas, then one StreamFinal, in batches: what one upstream read delivered travels together, so
         the client gets one write per read instead of one per token (nothing waits for a batch to fill)."""
         scanner = StopScanner(self.plan.params.stop)
-        texts = self.generated
         end: StreamEnd | None = None
         source = self._checked_source()
         if self.plan.treatment.active:
@@ -103,23 +102,7 @@ class GatewayStream:
             async for batch in source:
                 if self.mechanics.cut is not None:
                     raise self.mechanics.cut
-                for event in batch:
-                    if isinstance(event, StreamEnd):
-                        end = event
-                        break
-                    if isinstance(event, ToolCallEvent):
-                        self._mark_token()
-                        self.tool_calls += 1
-                        texts.append(event.call.name + event.call.arguments)
-                        out.append(event)
-                        continue
-                    texts.append(event.text)
-                    safe = scanner.push(event.text)
-                    if safe:
-                        self._mark_token()
-                        out.append(TokenDelta(safe, event.index))
-                    if scanner.stopped:
-                        break
+                end = self._relay(batch, scanner, out)
                 if end is not None or scanner.stopped:
                     break  # stop reading: closing the stream ends the upstream generation early
                 if out:
@@ -136,12 +119,32 @@ class GatewayStream:
             if tail:
                 self._mark_token()
                 out.append(TokenDelta(tail))
-        text = "".join(texts)
+        text = "".join(self.generated)
         final = self.final = self._final(end, text, scanner.stopped)
         if self.on_final is not None:
             self.on_final(self.endpoint, text, final)
         out.append(final)  # what the last read delivered goes out with the final event
         yield out
+
+    def _relay(self, batch: list[StreamEvent], scanner: StopScanner, out: list[OutEvent]) -> StreamEnd | None:
+        """One upstream read's events into `out` (text through the stop scanner); the final event, if it came."""
+        for event in batch:
+            if isinstance(event, StreamEnd):
+                return event
+            if isinstance(event, ToolCallEvent):
+                self._mark_token()
+                self.tool_calls += 1
+                self.generated.append(event.call.name + event.call.arguments)
+                out.append(event)
+                continue
+            self.generated.append(event.text)
+            safe = scanner.push(event.text)
+            if safe:
+                self._mark_token()
+                out.append(TokenDelta(safe, event.index))
+            if scanner.stopped:
+                break
+        return None
 
     async def _checked_source(self) -> AsyncGenerator[list[StreamEvent], None]:
         """The source, telling the endpoint's circuit breaker about a stream that breaks midway."""

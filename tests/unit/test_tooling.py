@@ -180,3 +180,13 @@ def test_no_model_output_is_a_5xx_but_the_documented_502(text: str, choice: str,
         assert resp.status_code in (200, 502), resp.text
         if resp.status_code == 502:
             assert resp.json()["error"]["type"] == "invalid_model_output"
+
+
+async def test_a_bare_prompt_to_an_lmi_chat_endpoint_is_a_400() -> None:
+    data = demo_config_data("http://sim.invalid")
+    data["endpoints"]["llama3-8b-dolly-ft"] = {**data["endpoints"]["llama3-8b-dolly-ft"], "schema": "openai",
+                                               "container": {"kind": "lmi"}}
+    app = create_app(parse_config(data, source="<test>"), transport=FakeTransport(lambda t, p: None))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as client:
+        resp = await client.post("/v1/completions", json={"model": "llama3-8b-dolly", "prompt": "Hi"})
+    assert resp.status_code == 400 and resp.json()["error"]["code"] == "prompt_not_supported"
