@@ -43,9 +43,10 @@ class ToolSpec(_Strict):
 
     def canonical(self, position: int) -> Tool:
         f = self.function
-        schema = f.parameters if f.parameters is not None else {"type": "object", "properties": {}}
+        # a function's arguments are a JSON object: a schema that does not say so is taken as saying it
+        schema = {"type": "object", **(f.parameters if f.parameters is not None else {"properties": {}})}
         why = check_schema(schema)
-        if why is None and schema.get("type", "object") != "object":
+        if why is None and schema["type"] != "object":
             why = "the parameters of a function must be a JSON Schema of type object"
         if why is not None:
             raise InvalidParam(f"`tools[{position}].function.parameters` of function '{f.name}': {why}",
