@@ -28,16 +28,20 @@ from service.protocol import protocol_settings
 from service.runtime import AppState, build_state
 from service.telemetry.metrics import Metrics
 from service.telemetry.scrape import serve_metrics
-from service.transport.base import Transport
+from service.transport.base import CredentialSpec, Transport
 
 
 def create_app(config: Config, *, transport: Transport | None = None, metrics: Metrics | None = None,
                credentials_ready: Callable[[], bool] | None = None, config_path: str | None = None) -> FastAPI:
     """The gateway app. With `config_path`, SIGHUP reloads that file (an invalid one is refused, loudly)."""
+    metrics = metrics or Metrics()
+    hooks: list[Callable[[Config], None]] = []
     if transport is None:
-        transport, credentials_ready = _sagemaker_transport(config)
-    state = build_state(config, transport=transport, metrics=metrics or Metrics(),
-                        credentials_ready=credentials_ready or (lambda: True), config_path=config_path)
+        transport, credentials_ready, on_config = _sagemaker_transport(config, metrics)
+        hooks.append(on_config)
+    state = build_state(config, transport=transport, metrics=metrics,
+                        credentials_ready=credentials_ready or (lambda: True), config_path=config_path,
+                        config_hooks=hooks)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
@@ -55,6 +59,8 @@ def create_app(config: Config, *, transport: Transport | None = None, metrics: M
         await state.shadow.drain(state.settings.config.resilience.drain_s)
         await state.limiter.aclose()
         await state.transport.aclose()
+        if state.tracing is not None:
+            state.tracing.shutdown()  # exports the spans still buffered
 
     # No trailing-slash redirects: they would answer a POST with a 307 to a URL built from the Host header.
     app = GatewayApp({r.path: r for r in GENERATION_ROUTES}, title="jumpgate", version="0.1.0", lifespan=lifespan,
@@ -107,17 +113,22 @@ def _install_middleware(app: FastAPI, state: AppState) -> None:
     app.add_middleware(RequestIdMiddleware)
 
 
-def _sagemaker_transport(config: Config) -> tuple[Transport, Callable[[], bool]]:
-    from service.transport.sagemaker import SageMakerTransport
-    from service.transport.signing import Signer
+def _sagemaker_transport(config: Config, metrics: Metrics,
+                         ) -> tuple[Transport, Callable[[], bool], Callable[[Config], None]]:
+    """The SageMaker transport with a credential provider per source the config names; the returned hook gives a
+    reloaded config's sources to the refresher (new roles are fetched, dropped ones let go)."""
+    from service.config.aws import credential_spec
+    from service.transport.factory import build_transport
+
+    def specs(cfg: Config) -> list[CredentialSpec]:
+        default = credential_spec(None, cfg.aws.credentials)
+        return [default, *(credential_spec(ep.credentials, cfg.aws.credentials) for ep in cfg.endpoints.values())]
 
     aws = config.aws
-    if aws.credentials is not None:
-        c = aws.credentials
-        signer = Signer.static(c.access_key_id, c.secret_access_key, c.session_token, region=aws.region)
-    else:
-        signer = Signer.from_chain(aws.region)
-    return SageMakerTransport(aws.runtime_url, signer), signer.credentials_available
+    transport, ready = build_transport(aws.runtime_url, aws.region, credential_spec(None, aws.credentials),
+                                       specs(config), on_refresh=metrics.count_credential_refresh)
+    registry = transport.credentials
+    return transport, ready, (lambda cfg: registry.prepare(specs(cfg)) if registry is not None else None)
 
 
 class GatewayApp(FastAPI):

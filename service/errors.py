@@ -19,9 +19,12 @@
     ├── NotReady                       503     service_unavailable    (readiness: credentials missing)
     ├── ServerShuttingDown             503     server_shutting_down   (a stream cut at the drain deadline)
     ├── DeadlineExceeded               504     timeout_error          (the request's deadline, not the endpoint)
+    ├── ClientDisconnected             499     client_closed_request  (gone before its body arrived)
     └── UpstreamError                  502     upstream_error
         ├── EndpointAtCapacity         429     rate_limit_error       yes        no   (all slots busy)
         ├── UpstreamThrottled          429     rate_limit_error       yes        no   ThrottlingException, ModelNotReady
+        │   └── UpstreamNoCapacity     503     service_unavailable    yes        no   inference component scaled to zero
+        ├── CredentialsUnavailable     503     service_unavailable    yes        no   the endpoint's credentials expired
         ├── UpstreamUnavailable        502       upstream_error       yes        yes  ServiceUnavailable, 5xx, refused
         │   └── UpstreamDependencyFailed 502     upstream_error       no         yes  InternalDependencyException
         ├── UpstreamModelError         502       upstream_error       429/503    5xx  ModelError from the container
@@ -199,6 +202,19 @@ class DeadlineExceeded(GatewayError):
     code = "deadline_exceeded"
 
 
+class ClientDisconnected(GatewayError):
+    """The client went away before its request body arrived (it closed the connection, or the server's body
+    timeout closed it). Nobody reads the answer; the request line says 499, as for an abandoned stream."""
+
+    status = 499
+    type = "client_closed_request"
+    code = "client_disconnected"
+
+    @property
+    def client_fault(self) -> bool:
+        return False  # counted as abandoned (jumpgate_abandoned_total), not as refused by the gateway
+
+
 class InternalError(GatewayError):
     status = 500
     type = "server_error"
@@ -294,6 +310,32 @@ class InvalidModelOutput(UpstreamError):
     kind = "invalid_output"
 
 
+class UpstreamNoCapacity(UpstreamThrottled):
+    """SageMaker has no copy of the model to run the request on: an inference component scaled to zero (or
+    still scaling out) answers `ValidationError` "Inference Component has no capacity to process this request"
+    (see service/transport/sagemaker.py `NO_CAPACITY`). A retryable lack of capacity: fall back to a sibling or
+    wait for the scale-out. It derives from UpstreamThrottled so the circuit breaker treats it as load, not as a
+    health failure; 503 with Retry-After, because capacity, not the caller's rate, is what is missing.
+    """
+
+    status = 503
+    type = "service_unavailable"
+    code = "upstream_no_capacity"
+    kind = "no_capacity"
+
+
+class CredentialsUnavailable(UpstreamError):
+    """The endpoint's AWS credentials are missing or expired and could not be refreshed (STS or the credential
+    chain failed). An UpstreamError so that failover moves on to a sibling endpoint with other credentials; never
+    a circuit-breaker failure (the endpoint itself is fine). 503 with Retry-After: the next refresh attempt."""
+
+    status = 503
+    type = "service_unavailable"
+    code = NoEndpointAvailable.code  # what clients have always been told when the gateway has no credentials
+    kind = "credentials"
+    retryable = True
+
+
 def to_openai_body(err: GatewayError) -> dict[str, Any]:
     """The OpenAI error shape used by every HTTP error response and every SSE error event."""
     return {"error": {"message": err.message, "type": err.type, "param": err.param, "code": err.code}}
@@ -304,3 +346,4 @@ def response_headers(err: GatewayError) -> dict[str, str]:
     if err.retry_after is None and err.status not in (429, 503):
         return dict(err.headers)
     return {**err.headers, "retry-after": str(max(1, round(err.retry_after or 1)))}
+

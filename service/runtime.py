@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,7 @@ from service.pipeline.catalog import Catalog, build_catalog
 from service.pipeline.gateway import Gateway
 from service.pipeline.shadow import ShadowRunner
 from service.telemetry.metrics import EndpointSeries, Metrics, RouteSeries
+from service.telemetry.tracing import build_tracing
 from service.tenancy import Authenticator, Limiter, build_limiter
 from service.transport.base import Transport
 
@@ -51,14 +52,18 @@ def load_settings(config: Config, source: str, reloads: int = 0) -> Settings:
 
 class AppState:
     def __init__(self, settings: Settings, *, transport: Transport, metrics: Metrics, limiter: Limiter,
-                 credentials_ready: Callable[[], bool], config_path: str | None) -> None:
+                 credentials_ready: Callable[[], bool], config_path: str | None,
+                 config_hooks: Sequence[Callable[[Config], None]] = ()) -> None:
         config = settings.config
         self.transport = transport
         self.metrics = metrics
         self.limiter = limiter
         self.credentials_ready = credentials_ready
         self.config_path = config_path
-        attempts = Attempts(transport, Fleet(config.resilience), metrics, config.resilience)
+        self.config_hooks = tuple(config_hooks)  # told of every config applied (the credential refresher)
+        # Tracing is set up once per process (a reload does not change it): a provider owns an export thread.
+        self.tracing = build_tracing(config.tracing)
+        attempts = Attempts(transport, Fleet(config.resilience), metrics, config.resilience, tracing=self.tracing)
         self.shadow = ShadowRunner(attempts, metrics, config.shadow_log)
         self.gateway = Gateway(settings.catalog, attempts, shadow=self.shadow)
         self.settings = settings
@@ -84,7 +89,7 @@ class AppState:
 
     def begin_drain(self, loop: asyncio.AbstractEventLoop) -> None:
         """SIGTERM: uvicorn stops accepting and waits for requests in flight; streams still open at drain_s are
-        cut with a shutting-down error event (uvicorn's own hard limit is set a little later, cli.DRAIN_GRACE_S)."""
+        cut with a shutting-down error event (uvicorn's own hard limit is set a little later, server.DRAIN_GRACE_S)."""
         if self._drain_timer is None:
             drain_s = self.settings.config.resilience.drain_s
             log.info("draining: requests in flight may finish for %gs", drain_s)
@@ -94,6 +99,8 @@ class AppState:
     def apply(self, settings: Settings) -> None:
         """Serve `settings` from now on; requests in flight finish on what they hold."""
         config = settings.config
+        for hook in self.config_hooks:
+            hook(config)
         describe_metrics(self.metrics, settings.catalog)
         self.gateway.reload(settings.catalog, config.resilience)
         self.shadow.configure(config.shadow_log)
@@ -122,11 +129,12 @@ class AppState:
         return True
 
 
-def build_state(config: Config, *, transport: Transport, metrics: Metrics,
-                credentials_ready: Callable[[], bool], config_path: str | None) -> AppState:
+def build_state(config: Config, *, transport: Transport, metrics: Metrics, credentials_ready: Callable[[], bool],
+                config_path: str | None, config_hooks: Sequence[Callable[[Config], None]] = ()) -> AppState:
     limiter = build_limiter(config.rate_limits, metrics.limiter_errors.inc)
     return AppState(load_settings(config, config_path or "<embedded>"), transport=transport, metrics=metrics,
-                    limiter=limiter, credentials_ready=credentials_ready, config_path=config_path)
+                    limiter=limiter, credentials_ready=credentials_ready, config_path=config_path,
+                    config_hooks=config_hooks)
 
 
 def describe_metrics(metrics: Metrics, catalog: Catalog) -> None:

@@ -18,6 +18,14 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def poll(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
+    """Wait until `condition()` holds. The deadline only bounds a hang; it never decides a test's verdict."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached before the deadline"
+        time.sleep(0.02)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

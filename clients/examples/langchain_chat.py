@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Mapping
+from typing import Any
 
 from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_openai import ChatOpenAI
@@ -23,7 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prompt", default="Name three rivers in Europe.")
     args = parser.parse_args(argv)
 
-    llm = ChatOpenAI(
+    # base_url / api_key / model are LangChain's documented keyword aliases; mypy's pydantic plugin knows only the
+    # field names (openai_api_base, ...), hence the ignore.
+    llm = ChatOpenAI(  # type: ignore[call-arg]
         base_url=args.url.rstrip("/") + "/v1",
         api_key=os.environ.get("JUMPGATE_API_KEY", "unused"),
         model=args.model,
@@ -37,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
 
     reply = llm.invoke(messages)
     print(f"answer: {reply.content}")
-    usage = reply.usage_metadata or {}
+    usage: Mapping[str, Any] = getattr(reply, "usage_metadata", None) or {}
     print(f"usage: {usage.get('input_tokens')} prompt + {usage.get('output_tokens')} completion tokens")
 
     pieces = [str(chunk.content) for chunk in llm.stream(messages)]

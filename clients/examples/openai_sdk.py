@@ -13,6 +13,7 @@ import os
 import sys
 
 from openai import OpenAI
+from openai.types.chat import ChatCompletionMessageParam
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,14 +24,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     client = OpenAI(base_url=args.url.rstrip("/") + "/v1", api_key=os.environ.get("JUMPGATE_API_KEY", "unused"))
-    messages = [{"role": "user", "content": args.prompt}]
+    messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": args.prompt}]
 
     # One answer, with jumpgate's headers read through the SDK's raw-response accessor.
     raw = client.chat.completions.with_raw_response.create(model=args.model, messages=messages, max_tokens=32)
     answer = raw.parse()
     print(f"endpoint: {raw.headers.get('x-jumpgate-endpoint')}")
     print(f"answer: {answer.choices[0].message.content}")
-    print(f"usage: {answer.usage.prompt_tokens} prompt + {answer.usage.completion_tokens} completion tokens")
+    if answer.usage is not None:
+        print(f"usage: {answer.usage.prompt_tokens} prompt + {answer.usage.completion_tokens} completion tokens")
 
     # The same call streamed; top_k is one of jumpgate's canonical extras, passed with extra_body.
     stream = client.chat.completions.create(model=args.model, messages=messages, max_tokens=32, stream=True,

@@ -9,12 +9,25 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
+
 from clients.jumpgate_client.errors import JumpgateError, StreamIncompleteError, error_from_event
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 URL_ENV = "JUMPGATE_URL"
 API_KEY_ENV = "JUMPGATE_API_KEY"
 RETRY_STATUSES = frozenset({429, 503})
+#: The gateway's own deadline for a request (`resilience.request_timeout_s`, 300 s by default): it answers 504
+#: by then. The client waits longer, so that it receives that answer (and any answer the gateway is still
+#: relaying) instead of cutting the connection first and leaving the gateway to finish work nobody reads.
+GATEWAY_REQUEST_TIMEOUT_S = 300.0
+#: Seconds to wait for an answer (for a stream: between two reads): the gateway's deadline plus a margin for
+#: queueing in front of it (a load balancer, the gateway's own slot wait) and for the transfer.
+DEFAULT_TIMEOUT_S = GATEWAY_REQUEST_TIMEOUT_S + 30.0
+#: Seconds to open a connection: a gateway that cannot be reached is reported at once, not after 330 s.
+CONNECT_TIMEOUT_S = 10.0
+#: The clients' default `timeout=` (a number, an `httpx.Timeout`, or None for none, as httpx takes it)
+DEFAULT_TIMEOUT = httpx.Timeout(DEFAULT_TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
 
 Chunk = dict[str, Any]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Literal, overload
 
@@ -24,7 +24,7 @@ class AsyncStream:
         self.headers = response.headers
         self._chunks = self._iterate()
 
-    async def _iterate(self) -> AsyncIterator[Chunk]:
+    async def _iterate(self) -> AsyncGenerator[Chunk, None]:
         decoder = SSEDecoder(self.request_id)
         try:
             async for line in self.response.aiter_lines():
@@ -46,7 +46,7 @@ class AsyncStream:
         return await self._chunks.__anext__()
 
     async def aclose(self) -> None:
-        await self._chunks.aclose()  # type: ignore[attr-defined]
+        await self._chunks.aclose()
         await self.response.aclose()
 
     async def __aenter__(self) -> AsyncStream:
@@ -57,9 +57,11 @@ class AsyncStream:
 
 
 class AsyncJumpgateClient:
-    """The asyncio twin of `JumpgateClient`; use it as `async with AsyncJumpgateClient(url) as client`."""
+    """The asyncio twin of `JumpgateClient`; use it as `async with AsyncJumpgateClient(url) as client`. The
+    same `timeout` default: 330 s to read, above the gateway's 300 s request deadline; 10 s to connect."""
 
-    def __init__(self, base_url: str | None = None, *, api_key: str | None = None, timeout: float = 60.0,
+    def __init__(self, base_url: str | None = None, *, api_key: str | None = None,
+                 timeout: float | httpx.Timeout | None = _core.DEFAULT_TIMEOUT,
                  retry: RetryPolicy | None = None, headers: Mapping[str, str] | None = None,
                  http_client: httpx.AsyncClient | None = None) -> None:
         self.base_url = _core.base_url(base_url)

@@ -109,7 +109,7 @@ class TimeoutError(JumpgateError):  # the name the gateway's 504 is known by (sh
 
 
 BY_STATUS: dict[int, type[JumpgateError]] = {
-    cls.status: cls  # type: ignore[misc]
+    cls.status: cls
     for cls in (InvalidRequestError, AuthenticationError, PermissionDeniedError, NotFoundError, RequestTooLargeError,
                 RateLimitError, InternalServerError, UpstreamError, ServiceUnavailableError, TimeoutError)
 }
@@ -138,9 +138,8 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
 
 
 def _error_fields(body: Any) -> dict[str, Any]:
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        return body["error"]
-    return {}
+    fields = body.get("error") if isinstance(body, dict) else None
+    return fields if isinstance(fields, dict) else {}
 
 
 def error_from_response(status: int, content: bytes, headers: Mapping[str, str]) -> JumpgateError:

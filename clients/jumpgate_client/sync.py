@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, Literal, overload
 
@@ -24,7 +24,7 @@ class Stream:
         self.headers = response.headers
         self._chunks = self._iterate()
 
-    def _iterate(self) -> Iterator[Chunk]:
+    def _iterate(self) -> Generator[Chunk, None, None]:
         decoder = SSEDecoder(self.request_id)
         try:
             for line in self.response.iter_lines():
@@ -56,9 +56,14 @@ class Stream:
 
 class JumpgateClient:
     """jumpgate's OpenAI-compatible and native APIs. Answers are the gateway's JSON as dicts; failures raise
-    the typed exceptions of `clients.jumpgate_client.errors`. 429 and 503 are retried per `retry`."""
+    the typed exceptions of `clients.jumpgate_client.errors`. 429 and 503 are retried per `retry`.
 
-    def __init__(self, base_url: str | None = None, *, api_key: str | None = None, timeout: float = 60.0,
+    `timeout` (httpx's: seconds, an `httpx.Timeout`, or None for none) defaults to 330 s to read and 10 s to
+    connect: above the gateway's own 300 s request deadline, so its 504 arrives rather than a client-side
+    timeout. Raise it with the gateway's `resilience.request_timeout_s`."""
+
+    def __init__(self, base_url: str | None = None, *, api_key: str | None = None,
+                 timeout: float | httpx.Timeout | None = _core.DEFAULT_TIMEOUT,
                  retry: RetryPolicy | None = None, headers: Mapping[str, str] | None = None,
                  http_client: httpx.Client | None = None) -> None:
         self.base_url = _core.base_url(base_url)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from service.telemetry.logs import log_request
 from service.telemetry.metrics import Metrics
 from service.telemetry.trace import Trace
+from service.telemetry.tracing import finish_request
 from service.tenancy import Limiter, Tenant
 
 
@@ -24,6 +25,7 @@ class Finisher:
         t = self.trace
         t.finished = time.perf_counter()
         self.metrics.record(t)
+        finish_request(t)
         log_request(t, t.request_id, prompt=t.prompt, completion=t.completion)
         if self.tenant is not None and (t.usage is not None or t.cost_usd):
             tokens = t.usage.total_tokens if t.usage is not None else 0

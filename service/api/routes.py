@@ -11,6 +11,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response, StreamingResponse
 
 from service.adapters.features import ImageSupport
@@ -23,8 +24,9 @@ from service.api.openai_models import ChatCompletionRequest, CompletionRequest, 
 from service.api.sse import sse_frames
 from service.api.wire import check_size, parse_body
 from service.canonical import Api, Generation, GenerationRequest
-from service.errors import GatewayError, InvalidRequest, NotReady, RouteNotFound
+from service.errors import ClientDisconnected, GatewayError, InvalidRequest, NotReady, RouteNotFound
 from service.pipeline.catalog import Catalog
+from service.runtime import AppState
 from service.telemetry.trace import Trace
 from service.tenancy import Tenant, check_scrape_token
 
@@ -40,13 +42,15 @@ async def _serve(request: Request, api: Api, wire_model: type[WireRequest], rend
     state = state_of(request)
     gateway = state.gateway
     trace = Trace(api, request_id=request.state.request_id)
+    if state.tracing is not None:
+        state.tracing.start_request(trace, request.scope["headers"])
     handed_to_stream = False
     tenant: Tenant | None = None
     try:
         tenant = state.auth.identify(request.headers.get("authorization"))
         trace.tenant = tenant.name
         check_json_body(request.scope["headers"])
-        req = _parse(request, await request.body(), wire_model, state.input_limits)
+        req = _parse(request, await _body(request), wire_model, state.input_limits)
         trace.stream = req.stream
         state.auth.authorize(tenant, req.model)
         await state.limiter.admit(tenant)
@@ -87,6 +91,13 @@ def _takes_images(catalog: Catalog, model: str) -> bool:
     """Images are fetched and checked only for a model with a vision target; routing refuses the others."""
     found = catalog.models.get(model)
     return found is not None and any(ep.capabilities.images is not ImageSupport.NONE for ep, _ in found.targets)
+
+
+async def _body(request: Request) -> bytes:
+    try:
+        return await request.body()
+    except ClientDisconnect:
+        raise ClientDisconnected("the client closed the connection before its request body arrived") from None
 
 
 def _prompt_of(req: GenerationRequest) -> str:
@@ -145,7 +156,8 @@ async def models(request: Request) -> render.JSONResponse:
                  "accelerator": ep.accelerator, "instance_type": ep.instance_type,
                  "instance_count": ep.instance_count, "context_length": ep.context_length,
                  "max_concurrency": ep.max_concurrency, "price_per_hour_usd": ep.endpoint_price_per_hour,
-                 "streaming": ep.adapter.can_stream,
+                 "price_model": ep.price.kind, "region": ep.region, "credentials": ep.credentials,
+                 "streaming": ep.can_stream,
                  "amortized_cost_per_1m_tokens_usd": window.cost_per_million(ep.id, ep.endpoint_price_per_hour),
                  "amortized_window_s": window.window_s}
                 for ep, weight in model.targets
@@ -175,11 +187,16 @@ async def admin_status(request: Request) -> render.JSONResponse:
     return render.JSONResponse({
         "config": state.settings.info(),
         "event_loop": f"{type(loop).__module__}.{type(loop).__name__}",
-        "endpoints": {eid: s.status() for eid, s in sorted(state.fleet.states.items())},
+        "endpoints": {eid: {**s.status(), **_where(state, eid)} for eid, s in sorted(state.fleet.states.items())},
         "models": {name: {"targets": [{"endpoint": ep.id, "weight": w} for ep, w in m.targets],
                           "shadow": m.shadow.endpoint if m.shadow else None}
                    for name, m in sorted(state.gateway.catalog.models.items())},
     })
+
+
+def _where(state: AppState, endpoint_id: str) -> dict[str, str]:
+    ep = state.gateway.catalog.endpoints.get(endpoint_id)
+    return {"region": ep.region, "credentials": ep.credentials} if ep is not None else {}
 
 
 @router.get("/healthz")

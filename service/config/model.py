@@ -19,12 +19,20 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from service.canonical import SamplingParams
+from service.config.aws import (
+    CredentialsConfig,
+    ServerlessConfig,
+    check_region,
+    runtime_url_for,
+    serverless_defaults,
+)
 from service.config.container import ContainerConfig
 from service.config.images import ImagesConfig
 from service.config.problems import ConfigError, Problem, expand_env, key_path
 from service.config.resilience import ResilienceConfig, ShadowConfig, ShadowLogConfig
 from service.config.server import CorsConfig, MetricsConfig, ServerConfig
 from service.config.tenancy import AuthConfig, InputLimits, LoggingConfig, RateLimitConfig
+from service.config.tracing import TracingConfig
 from service.prompts import templates
 from service.prompts.tools import TOOL_FORMATS
 from service.telemetry import cost
@@ -62,23 +70,14 @@ _CustomAttributes = Annotated[str, _matching(r"[\x20-\x7e]{0,1024}",
 _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+")
 
 
-class StaticCredentials(BaseModel):
-    """Fixed keys. An addition to the contract, for local use with the simulator only: in production
-    leave `credentials` out and the standard chain (env, profile, ECS task role, IRSA) is used."""
-
-    model_config = _FROZEN
-    access_key_id: str
-    secret_access_key: str = Field(repr=False)
-    session_token: str | None = Field(None, repr=False)
-
-
 class AwsConfig(BaseModel):
-    """`region` and `runtime_url` are always set after validation (resolved from env / region)."""
+    """`region` and `runtime_url` are always set after validation (resolved from env / region). `credentials`
+    (service/config/aws.py) is every endpoint's default credential source; without it, the default chain."""
 
     model_config = _FROZEN
     region: str = Field("", validate_default=True)
     runtime_url: str = Field("", validate_default=True)
-    credentials: StaticCredentials | None = None
+    credentials: CredentialsConfig | None = None
 
     @field_validator("region", mode="before")
     @classmethod
@@ -87,26 +86,34 @@ class AwsConfig(BaseModel):
             value = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
         if not value:
             raise ValueError("no region: set aws.region, or AWS_REGION / AWS_DEFAULT_REGION in the environment")
-        if isinstance(value, str) and not _REGION.fullmatch(value):
-            raise ValueError(f"{value!r} is not an AWS region name such as us-east-1")
-        return value
+        return _region(value)
 
     @field_validator("runtime_url")
     @classmethod
     def _default_runtime_url(cls, value: str, info: ValidationInfo) -> str:
         if not value:
             region = info.data.get("region")
-            return f"https://runtime.sagemaker.{region}.amazonaws.com" if region else ""
-        if not value.startswith(("http://", "https://")):
-            raise ValueError(f"{value!r} is not an http:// or https:// URL")
-        return value.rstrip("/")
+            return runtime_url_for(region) if region else ""
+        return _url(value)
+
+
+def _region(value: Any) -> Any:
+    if isinstance(value, str) and not _REGION.fullmatch(value):
+        raise ValueError(f"{value!r} is not an AWS region name such as us-east-1")
+    return check_region(value) if isinstance(value, str) else value
+
+
+def _url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError(f"{value!r} is not an http:// or https:// URL")
+    return value.rstrip("/")
 
 
 class EndpointConfig(BaseModel):
     model_config = _FROZEN
     endpoint_name: _SageMakerName
     schema_: str = Field(alias="schema")
-    instance_type: _InstanceType
+    instance_type: _InstanceType | None = None  # required unless the endpoint is serverless
     instance_count: int = Field(1, ge=1)
     price_per_hour: float | None = Field(None, ge=0, allow_inf_nan=False)
     max_concurrency: int = Field(32, ge=1)
@@ -125,6 +132,31 @@ class EndpointConfig(BaseModel):
     #: the model's tool-calling prompt format, for tools and JSON output through the prompt
     #: (service/prompts/tools.py); default: llama3_json for chat_template llama3, else none
     tool_format: str | None = None
+    #: where the endpoint lives and how it is reached (service/config/aws.py); None: the aws section's
+    region: str | None = None
+    runtime_url: str | None = None
+    credentials: CredentialsConfig | None = None
+    serverless: ServerlessConfig | None = None
+    scale_from_zero_wait_s: float = Field(0.0, ge=0, le=3600, allow_inf_nan=False)
+
+    _serverless_defaults = model_validator(mode="before")(serverless_defaults)
+
+    @field_validator("region")
+    @classmethod
+    def _known_region(cls, value: str | None) -> str | None:
+        return None if value is None else _region(value)
+
+    @field_validator("runtime_url")
+    @classmethod
+    def _runtime_url(cls, value: str | None) -> str | None:
+        return None if value is None else _url(value)
+
+    @model_validator(mode="after")
+    def _instance_or_serverless(self, info: ValidationInfo) -> EndpointConfig:
+        # parse_config reports this from the raw data with its key; this covers other callers.
+        if not (info.context or {}).get("cross_checked") and self.instance_type is None and self.serverless is None:
+            raise ValueError(_NO_INSTANCE)
+        return self
 
     @field_validator("schema_")
     @classmethod
@@ -231,6 +263,7 @@ class Config(BaseModel):
     cors: CorsConfig = CorsConfig()
     metrics: MetricsConfig = MetricsConfig()
     images: ImagesConfig = ImagesConfig()
+    tracing: TracingConfig | None = None
 
     @model_validator(mode="after")
     def _cross_checks(self, info: ValidationInfo) -> Config:
@@ -268,8 +301,14 @@ def _target_problems(models: Any, endpoints: Mapping[str, Any], source: str) -> 
                           f"no endpoint {ref!r} is defined; known endpoints: {known}")
 
 
+_NO_INSTANCE = "required: the instance type the endpoint runs on (or serverless: {memory_mb: ...})"
+
+
 def _price_problems(eid: str, ep: Any, source: str) -> Iterator[Problem]:
-    if not isinstance(ep, Mapping) or ep.get("price_per_hour") is not None:
+    if not isinstance(ep, Mapping) or ep.get("price_per_hour") is not None or ep.get("serverless") is not None:
+        return
+    if "instance_type" not in ep:
+        yield Problem(source, f"endpoints.{eid}.instance_type", _NO_INSTANCE)
         return
     instance_type = ep.get("instance_type")
     if isinstance(instance_type, str) and cost.price_per_hour(instance_type, None) is None:

@@ -36,6 +36,13 @@ class Found:
     component: str | None = None
     copies: int = 1  # inference component copies (each one holds the model's batch)
     note: str = ""
+    # where it was found and what it serves (service/discover/estate.py merges endpoints serving one model)
+    region: str = ""
+    role_arn: str | None = None  # found through this role (another account); None: the base credentials
+    jumpstart_id: str = ""  # the endpoint's sagemaker-sdk:jumpstart-model-id tag
+    model_data: str = ""  # ModelDataUrl / ModelDataSource S3 URI, or the Hub model id the container loads
+    serverless_memory_mb: int | None = None  # ServerlessConfig.MemorySizeInMB: a serverless variant
+    serverless_concurrency: int | None = None  # ServerlessConfig.MaxConcurrency
 
 
 class Skipped(NamedTuple):
@@ -49,6 +56,7 @@ class Discovery(NamedTuple):
     endpoints_seen: int
     found: tuple[Found, ...]
     skipped: tuple[Skipped, ...]
+    role_arn: str | None = None  # scanned through this role (another account)
 
 
 # --- rule tables ------------------------------------------------------------------------------------
@@ -149,6 +157,8 @@ def _env_int(env: Mapping[str, str], names: tuple[str, ...]) -> tuple[str, int] 
 
 
 def _concurrency(found: Found, hints: Hints) -> Field:
+    if found.serverless_memory_mb is not None and found.serverless_concurrency:
+        return "max_concurrency", found.serverless_concurrency, "ServerlessConfig.MaxConcurrency"
     replicas, nouns = (found.copies, "copy copies") if found.component else (found.instance_count, "instance instances")
     batch = _env_int(found.env, hints.batch_env)
     if batch is None:
@@ -162,16 +172,31 @@ def _chat_template(found: Found) -> Field | None:
                  for pattern, template in CHAT_TEMPLATE_RULES if re.search(pattern, text, re.IGNORECASE)), None)
 
 
-def endpoint_fields(found: Found, rule: Rule) -> list[Field]:
-    """The config keys of one jumpgate endpoint, each with the reason for its value."""
-    hints = SCHEMA_HINTS.get(rule.schema, Hints())
-    fields: list[Field] = [("endpoint_name", found.endpoint_name, ""), ("schema", rule.schema, rule.why),
-                           ("instance_type", found.instance_type, ""),
+def _where(found: Found) -> list[Field]:
+    fields: list[Field] = [("region", found.region, "where it was found")] if found.region else []
+    if found.role_arn:
+        fields.append(("credentials", {"role_arn": found.role_arn},
+                       "found through this role: the gateway assumes it from its own credentials"))
+    return fields
+
+
+def _capacity(found: Found) -> list[Field]:
+    if found.serverless_memory_mb is not None:
+        return [("serverless", {"memory_mb": found.serverless_memory_mb},
+                 "ServerlessConfig: billed per second by memory; the stream API is not used")]
+    fields: list[Field] = [("instance_type", found.instance_type, ""),
                            ("instance_count", found.instance_count, "current instance count of the variant")]
     if cost.price_per_hour(found.instance_type, None) is None:
         fields.append(("price_per_hour", 0.0, f"SET BY HAND: no built-in price for {found.instance_type}: "
                                               "set the USD price per instance-hour"))
-    fields.append(_concurrency(found, hints))
+    return fields
+
+
+def endpoint_fields(found: Found, rule: Rule) -> list[Field]:
+    """The config keys of one jumpgate endpoint, each with the reason for its value."""
+    hints = SCHEMA_HINTS.get(rule.schema, Hints())
+    fields: list[Field] = [("endpoint_name", found.endpoint_name, ""), ("schema", rule.schema, rule.why),
+                           *_where(found), *_capacity(found), _concurrency(found, hints)]
     if (context := _env_int(found.env, hints.context_env)) is not None:
         fields.append(("context_length", context[1], context[0]))
     if hints.text_prompt and (template := _chat_template(found)):

@@ -15,7 +15,7 @@ import json
 import re
 import sys
 import textwrap
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -24,6 +24,7 @@ import boto3
 import yaml
 from botocore.exceptions import ProfileNotFound
 
+from service.discover.estate import JUMPSTART_MODEL_ID_TAG, Scope, assume, group, jumpstart_id, scopes
 from service.discover.rules import (  # re-exported: callers and tests import them from here
     _AWS_ERRORS,
     _UNSERVABLE,
@@ -48,7 +49,7 @@ def gather(client: Any, region: str, *, page_size: int = 100) -> Discovery:
     for summary in summaries:
         name, status = summary["EndpointName"], summary.get("EndpointStatus", "")
         try:
-            items += _endpoint(client, name) if status not in _UNSERVABLE else [
+            items += _endpoint(client, name, region) if status not in _UNSERVABLE else [
                 Skipped(f'endpoint "{name}"', f"its status is {status}", "fix it, then run discover again")]
         except _AWS_ERRORS as exc:
             items.append(Skipped(f'endpoint "{name}"', f"could not be described ({aws_error(exc)})",
@@ -66,24 +67,40 @@ def _pages(call: Callable[..., Mapping[str, Any]], key: str, **kwargs: Any) -> I
             return
 
 
-def _endpoint(client: Any, name: str) -> list[Item]:
+def _endpoint(client: Any, name: str, region: str) -> list[Item]:
     described = client.describe_endpoint(EndpointName=name)
     variants = client.describe_endpoint_config(EndpointConfigName=described["EndpointConfigName"]).get(
         "ProductionVariants", [])
     live = {v["VariantName"]: v for v in described.get("ProductionVariants", [])}
-    return [item for pv in variants
-            for item in _variant(client, name, pv, live.get(pv["VariantName"], {}), several=len(variants) > 1)]
+    seed = Found(endpoint_name=name, variant="", instance_type="", instance_count=1, region=region,
+                 jumpstart_id=_jumpstart_id(client, described.get("EndpointArn")), several_variants=len(variants) > 1)
+    return [item for pv in variants for item in _variant(client, seed, pv, live.get(pv["VariantName"], {}))]
 
 
-def _variant(client: Any, name: str, pv: Mapping[str, Any], live: Mapping[str, Any], several: bool) -> list[Item]:
+def _jumpstart_id(client: Any, arn: str | None) -> str:
+    """The JumpStart model id tag, when the endpoint has one; tags that cannot be read are not a reason to skip."""
+    if not arn:
+        return ""
+    try:
+        return jumpstart_id(client.list_tags(ResourceArn=arn).get("Tags", []))
+    except _AWS_ERRORS:
+        return ""
+
+
+def _variant(client: Any, seed: Found, pv: Mapping[str, Any], live: Mapping[str, Any]) -> list[Item]:
+    name = seed.endpoint_name
     where = f'endpoint "{name}" variant "{pv["VariantName"]}"'
-    if not pv.get("InstanceType"):
-        return [Skipped(where, "it is serverless, so it has no instance type to price",
-                        f"add it by hand with endpoint_name: {name}, an instance_type and price_per_hour")]
     count = live.get("CurrentInstanceCount") or live.get("DesiredInstanceCount") or pv.get("InitialInstanceCount")
-    base = Found(endpoint_name=name, variant=pv["VariantName"], instance_type=pv["InstanceType"],
-                 instance_count=max(int(count or 1), 1), several_variants=several, names=(name,),
-                 weight=float(live.get("CurrentWeight", pv.get("InitialVariantWeight", 1.0))))
+    serverless = pv.get("ServerlessConfig") or live.get("CurrentServerlessConfig") or {}
+    if not pv.get("InstanceType") and not serverless.get("MemorySizeInMB"):
+        return [Skipped(where, "it has neither an instance type nor a ServerlessConfig",
+                        f"add it by hand with endpoint_name: {name}")]
+    base = replace(seed, variant=pv["VariantName"], instance_type=pv.get("InstanceType") or "",
+                   instance_count=max(int(count or 1), 1),
+                   names=(*([seed.jumpstart_id] if seed.jumpstart_id else []), name),  # the model id first
+                   weight=float(live.get("CurrentWeight", pv.get("InitialVariantWeight", 1.0))),
+                   serverless_memory_mb=serverless.get("MemorySizeInMB"),
+                   serverless_concurrency=serverless.get("MaxConcurrency"))
     if pv.get("ModelName"):
         return [_with_model(client, base, pv["ModelName"], live, where)]
     return _components(client, base, where)
@@ -92,7 +109,8 @@ def _variant(client: Any, name: str, pv: Mapping[str, Any], live: Mapping[str, A
 def _with_model(client: Any, base: Found, model: str, live: Mapping[str, Any], where: str) -> Item:
     named = replace(base, names=(*base.names, model))
     try:
-        image, env = container_of(client.describe_model(ModelName=model))
+        described = client.describe_model(ModelName=model)
+        image, env = container_of(described)
     except _AWS_ERRORS as exc:
         deployed = [d["SpecifiedImage"] for d in live.get("DeployedImages", []) if d.get("SpecifiedImage")]
         why = f"its model {model!r} could not be described ({aws_error(exc)})"
@@ -100,7 +118,8 @@ def _with_model(client: Any, base: Found, model: str, live: Mapping[str, Any], w
             return Skipped(where, why + " and the endpoint reports no deployed image",
                            f"add it by hand with endpoint_name: {base.endpoint_name} and the schema it speaks")
         return replace(named, image=deployed[0], note=why + ": environment unknown, defaults used")
-    return replace(named, image=image, env={**env, **base.env})  # a component's own env wins over its model's
+    env = {**env, **base.env}  # a component's own env wins over its model's
+    return replace(named, image=image, env=env, model_data=model_data_of(described, env))
 
 
 def container_of(model: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
@@ -109,6 +128,14 @@ def container_of(model: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
     if not container.get("Image"):
         container = (model.get("Containers") or [{}])[0]
     return container.get("Image", ""), dict(container.get("Environment") or {})
+
+
+def model_data_of(model: Mapping[str, Any], env: Mapping[str, str]) -> str:
+    """Where the model's weights come from: the S3 model data, else a Hub model id (not a local path)."""
+    container = model.get("PrimaryContainer") or (model.get("Containers") or [{}])[0]
+    s3 = ((container.get("ModelDataSource") or {}).get("S3DataSource") or {}).get("S3Uri")
+    hub = next((env[v] for v in ("HF_MODEL_ID", "OPTION_MODEL_ID", "MODEL_ID") if env.get(v)), "")
+    return str(container.get("ModelDataUrl") or s3 or ("" if hub.startswith("/") else hub))
 
 
 def _components(client: Any, base: Found, where: str) -> list[Item]:
@@ -181,14 +208,24 @@ def _unmatched(found: Found, schemas: tuple[str, ...]) -> Skipped:
 
 
 def _comments(found: Found) -> list[str]:
-    price = cost.price_per_hour(found.instance_type, None)
-    price_text = (f"${price:.4f}/h per instance (built-in table), ${price * found.instance_count:.4f}/h in all"
-                  if price is not None else "no built-in price")
-    lines = [f"image {found.image}", f"{found.instance_type} x {found.instance_count}: accelerator "
-             f"{cost.accelerator_for(found.instance_type)}, {price_text}"]
+    lines = [f"image {found.image}", _capacity_comment(found)]
+    if found.jumpstart_id:
+        lines.append(f"JumpStart model {found.jumpstart_id} (tag {JUMPSTART_MODEL_ID_TAG})")
     if found.component:
         lines.append("the variant's instances are shared by its inference components: each entry counts them all")
     return [f"    # {line}" for line in [*lines, *([found.note] if found.note else [])]]
+
+
+def _capacity_comment(found: Found) -> str:
+    if found.serverless_memory_mb is not None:
+        per_s = cost.Serverless.from_table(found.serverless_memory_mb).per_second
+        return (f"serverless, {found.serverless_memory_mb} MB: accelerator cpu, ${per_s:.7f} per second of compute "
+                f"plus data processed (built-in us-east-1 prices)")
+    price = cost.price_per_hour(found.instance_type, None)
+    price_text = (f"${price:.4f}/h per instance (built-in table), ${price * found.instance_count:.4f}/h in all"
+                  if price is not None else "no built-in price")
+    accelerator = cost.accelerator_for(found.instance_type)
+    return f"{found.instance_type} x {found.instance_count}: accelerator {accelerator}, {price_text}"
 
 
 def _unique(base: str, taken: set[str]) -> str:
@@ -197,74 +234,109 @@ def _unique(base: str, taken: set[str]) -> str:
     return name
 
 
+def _endpoint_id(f: Found, taken: set[str]) -> str:
+    """The variant's (or component's) name; the same name found in another region or account gets the region."""
+    base = f.component or (f"{f.endpoint_name}-{f.variant}" if f.several_variants else f.endpoint_name)
+    return _unique(base if base not in taken else f"{base}-{f.region}" if f.region else base, taken)
+
+
 def _sections(found: list[tuple[Found, Rule]]) -> list[str]:
-    """The endpoints and models sections: one endpoint per variant or component, one model per SageMaker endpoint
-    (over its variants, with their traffic weights) or per inference component."""
-    lines, targets, taken = ["endpoints:"], dict[str, list[tuple[str, float]]](), set[str]()
+    """The endpoints and models sections: one endpoint per variant or component; one model per model served
+    (service/discover/estate.py: merged across regions and accounts by JumpStart id, or image and model data),
+    else per SageMaker endpoint (over its variants, with their traffic weights) or per inference component."""
+    lines, taken, members = ["endpoints:"], set[str](), list[tuple[Found, str]]()
     for f, rule in found:
-        eid = _unique(f.component or (f"{f.endpoint_name}-{f.variant}" if f.several_variants else f.endpoint_name),
-                      taken)
+        eid = _endpoint_id(f, taken)
         lines += [f"  {_yaml(eid)}:", *_comments(f), *(_line(4, *kv) for kv in endpoint_fields(f, rule))]
-        targets.setdefault(f.component or f.endpoint_name, []).append((eid, 1.0 if f.component else f.weight))
+        members.append((f, eid))
     lines.append("models:")
-    for model, group in targets.items():
-        some = any(w > 0 for _, w in group)  # all zero would route nothing: weigh them equally instead
-        lines += [f"  {_yaml(model)}:", "    targets:",
-                  *(f"      - {{endpoint: {_yaml(eid)}, weight: {w if some else 1:g}}}" for eid, w in group)]
+    names: set[str] = set()
+    for g in group(members):
+        comment = f"  # {g.comment()}" if g.comment() else ""
+        lines += [f"  {_yaml(_unique(g.name, names))}:{comment}", "    targets:",
+                  *(f"      - {{endpoint: {_yaml(eid)}, weight: {w:g}}}" for eid, w in g.targets())]
     return lines
 
 
-def render(discovery: Discovery, *, now: datetime | None = None, schemas: tuple[str, ...] | None = None) -> str:
-    """The config text. Without any servable endpoint it holds only comments (and is not a valid config)."""
+def render(discovery: Discovery | Sequence[Discovery], *, now: datetime | None = None,
+           schemas: tuple[str, ...] | None = None) -> str:
+    """The config text for one or several scans (regions, accounts). Without any servable endpoint it holds only
+    comments (and is not a valid config)."""
     if schemas is None:
         from service.adapters import schema_names
 
         schemas = schema_names()
-    ruled = [(f, schema_rule(f)) for f in discovery.found]
+    scans = [discovery] if isinstance(discovery, Discovery) else list(discovery)
+    ruled = [(f, schema_rule(f)) for d in scans for f in d.found]
     good = [(f, rule) for f, rule in ruled if rule is not None]
-    skipped = [*discovery.skipped, *(_unmatched(f, schemas) for f, rule in ruled if rule is None)]
-    lines = [f"# jumpgate config written by `jumpgate discover` for region {discovery.region} at "
-             f"{(now or datetime.now(UTC)):%Y-%m-%dT%H:%M:%SZ}.",
-             f"# {discovery.endpoints_seen} SageMaker endpoints listed: {len(good)} jumpgate endpoints, "
-             f"{len(skipped)} skipped.",
-             "# Schemas, context lengths and concurrency were inferred from container images and environments",
-             "# (each value's comment says from what): review them. Prices come from the built-in us-east-1",
-             "# table; set price_per_hour on each endpoint for other regions or negotiated prices."]
+    skipped = [*(s if len(scans) == 1 else s._replace(where=f"{s.where} in {_scope(d)}")
+                 for d in scans for s in d.skipped),
+               *(_unmatched(f, schemas) for f, rule in ruled if rule is None)]
+    lines = [*_header(scans, now, len(good), len(skipped))]
     for s in skipped:  # one greppable line each, then the hint wrapped
         lines += [f"# SKIPPED {s.where}: {s.why}.", *textwrap.wrap(
             s.hint + ".", 116, initial_indent="#   ", subsequent_indent="#   ", break_on_hyphens=False)]
     if good:
-        lines += ["aws:", f"  region: {_yaml(discovery.region)}", *_sections(good)]
+        lines += ["aws:", f"  region: {_yaml(scans[0].region)}", *_sections(good)]
     return "\n".join(lines) + "\n"
 
 
-def run_discover(region: str | None, profile: str | None = None, endpoint_url: str | None = None, *,
-                 out: TextIO | None = None, err: TextIO | None = None) -> int:
-    """`jumpgate discover`: print the config to `out`; 0 when it has endpoints and validates, 1 when it has
-    none or the account cannot be listed, 2 when no region or profile can be resolved."""
+def _scope(d: Discovery) -> str:
+    return d.region + (f" through role {d.role_arn}" if d.role_arn else "")
+
+
+def _header(scans: list[Discovery], now: datetime | None, good: int, skipped: int) -> list[str]:
+    where = (f"region {scans[0].region}" if len(scans) == 1 and not scans[0].role_arn
+             else "; ".join(_scope(d) for d in scans))
+    return [f"# jumpgate config written by `jumpgate discover` for {where} at "
+            f"{(now or datetime.now(UTC)):%Y-%m-%dT%H:%M:%SZ}.",
+            f"# {sum(d.endpoints_seen for d in scans)} SageMaker endpoints listed: {good} jumpgate endpoints, "
+            f"{skipped} skipped.",
+            "# Schemas, context lengths and concurrency were inferred from container images and environments",
+            "# (each value's comment says from what): review them. Prices come from the built-in us-east-1",
+            "# table; set price_per_hour on each endpoint for other regions or negotiated prices."]
+
+
+def run_discover(region: str | Sequence[str] | None, profile: str | None = None, endpoint_url: str | None = None,
+                 *, role_arns: Sequence[str] = (), out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """`jumpgate discover`: scan each region, in the caller's account and through each role, and print one config
+    to `out`; 0 when it has endpoints and validates, 1 when it has none or nothing could be listed, 2 when no
+    region or profile can be resolved. A scope that cannot be listed is reported and the others still scanned."""
     out, err = out or sys.stdout, err or sys.stderr
+    regions = [region] if isinstance(region, str) else list(region or [])
     try:
-        session = boto3.Session(profile_name=profile, region_name=region)
+        session = boto3.Session(profile_name=profile, region_name=regions[0] if regions else None)
     except ProfileNotFound as exc:
         print(f"jumpgate discover: {exc}", file=err)
         return 2
     if not session.region_name:
         print("jumpgate discover: no region: pass --region or set AWS_REGION / AWS_DEFAULT_REGION", file=err)
         return 2
-    try:
-        discovery = gather(session.client("sagemaker", endpoint_url=endpoint_url), session.region_name)
-    except _AWS_ERRORS as exc:
-        print(f"jumpgate discover: cannot list SageMaker endpoints in {session.region_name}: {aws_error(exc)}",
-              file=err)
+    scans = [d for scope in scopes(regions or [session.region_name], role_arns)
+             if (d := _scan(session, scope, endpoint_url, err)) is not None]
+    if not scans:
         return 1
-    text = render(discovery)
+    text = render(scans)
     out.write(text)
     return _self_check(text, err)
 
 
+def _scan(session: Any, scope: Scope, endpoint_url: str | None, err: TextIO) -> Discovery | None:
+    try:
+        scoped = assume(session, scope.role_arn) if scope.role_arn else session
+        client = scoped.client("sagemaker", region_name=scope.region, endpoint_url=endpoint_url)
+        discovery = gather(client, scope.region)
+    except _AWS_ERRORS as exc:
+        print(f"jumpgate discover: cannot list SageMaker endpoints in {scope.describe()}: {aws_error(exc)}", file=err)
+        return None
+    found = tuple(replace(f, role_arn=scope.role_arn) for f in discovery.found)
+    return discovery._replace(found=found, role_arn=scope.role_arn)
+
+
 def _self_check(text: str, err: TextIO) -> int:
     """The output must pass check-config; say so on stderr when it does not (a bug, or nothing to serve)."""
-    from service.config.model import ConfigError, parse_config
+    from service.config.model import parse_config
+    from service.config.problems import ConfigError
 
     if (data := yaml.safe_load(text)) is None:
         print("jumpgate discover: no endpoint could be turned into a config; the comments above say why", file=err)

@@ -20,12 +20,15 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Protocol, TypeVar
 
+from opentelemetry.trace import Span
+
 from service.config.resilience import ResilienceConfig
 from service.errors import (
     DeadlineExceeded,
     EndpointAtCapacity,
     ServerShuttingDown,
     UpstreamError,
+    UpstreamNoCapacity,
     UpstreamThrottled,
     UpstreamTimeout,
     UpstreamUnavailable,
@@ -35,10 +38,15 @@ from service.pipeline.catalog import Endpoint
 from service.pipeline.results import CallResult
 from service.telemetry.metrics import Metrics
 from service.telemetry.trace import Trace
+from service.telemetry.tracing import Tracing, end_attempt
 from service.transport.base import Payload, Target, Transport
 from service.transport.retry import RetryPolicy, call_with_retries
 
 T = TypeVar("T")
+
+#: pauses between asking an inference component scaled to zero again: 0.5 s, doubling up to 10 s
+SCALE_WAIT_FIRST_S = 0.5
+SCALE_WAIT_MAX_PAUSE_S = 10.0
 
 #: how a client can allow a request more time, for deadline messages
 TIMEOUT_HINT = "header x-jumpgate-timeout-s, up to resilience.request_timeout_s"
@@ -56,11 +64,14 @@ P = TypeVar("P", bound=Candidate)
 
 class Attempts:
     def __init__(self, transport: Transport, fleet: Fleet, metrics: Metrics, resilience: ResilienceConfig, *,
-                 clock: Callable[[], float] = time.perf_counter) -> None:
+                 clock: Callable[[], float] = time.perf_counter,
+                 sleep: Callable[[float], Awaitable[object]] = asyncio.sleep, tracing: Tracing | None = None) -> None:
         self.transport = transport
+        self.tracing = tracing
         self.fleet = fleet
         self.metrics = metrics
         self.clock = clock
+        self.sleep = sleep
         #: set at the drain deadline: streams still open end with it at their next upstream read
         self.cut: ServerShuttingDown | None = None
         self.configure(resilience)
@@ -119,7 +130,8 @@ class Attempts:
             gauge.dec()
 
     async def retrying(self, ep: Endpoint, attempt: Callable[[], Awaitable[T]], *, last: bool = True,
-                       deadline_cut: bool = False) -> tuple[T, int]:
+                       deadline_cut: bool = False, trace: Trace | None = None,
+                       keep_span: list[Span] | None = None) -> tuple[T, int]:
         """Retry `attempt` on one endpoint: only the last candidate retries (others fall back at once), and only
         within the endpoint's retry budget. Counts failed attempts and retries; feeds the breaker and the
         throttling tracker. With `deadline_cut` (the call's timeout was shortened to the request's remaining
@@ -127,10 +139,11 @@ class Attempts:
         state = self.fleet[ep.id]
         state.budget.on_request()
         policy = self.retry if last else RetryPolicy(max_attempts=1)
+        traced = self._traced(ep, trace, keep_span, attempt)
 
         async def counted() -> T:
             try:
-                result = await attempt()
+                result = await traced()
             except UpstreamTimeout as exc:
                 if not deadline_cut:
                     self._failed(ep, exc)
@@ -153,11 +166,57 @@ class Attempts:
                 raise exc
             self.metrics.retries.labels(ep.id, exc.kind).inc()
 
-        return await call_with_retries(counted, policy, on_retry=retried)
+        if not last or ep.scale_from_zero_wait_s <= 0:
+            return await call_with_retries(counted, policy, on_retry=retried)
+        return await self._awaiting_capacity(ep, lambda: call_with_retries(counted, policy, on_retry=retried))
+
+    def _traced(self, ep: Endpoint, trace: Trace | None, keep: list[Span] | None,
+                attempt: Callable[[], Awaitable[T]]) -> Callable[[], Awaitable[T]]:
+        """`attempt` in a CLIENT span of its own when the request is traced (retries become sibling spans). With
+        `keep`, a successful attempt's span stays open and is handed over (a stream ends it when it closes)."""
+        tracing = self.tracing
+        if tracing is None or trace is None or trace.span is None:
+            return attempt
+        count = [0]
+
+        async def traced() -> T:
+            count[0] += 1
+            span = tracing.start_attempt(trace, ep, count[0])
+            try:
+                result = await attempt()
+            except BaseException as exc:
+                end_attempt(span, exc)
+                raise
+            if keep is not None and span is not None:
+                keep.append(span)
+            else:
+                end_attempt(span)
+            return result
+
+        return traced
+
+    async def _awaiting_capacity(self, ep: Endpoint, run: Callable[[], Awaitable[T]]) -> T:
+        """An inference component scaled to zero answers no-capacity until SageMaker has started a copy. The last
+        candidate keeps asking, with growing pauses, for up to the endpoint's scale_from_zero_wait_s (the request
+        deadline still bounds it), then gives up with a 503 and Retry-After."""
+        until = self.clock() + ep.scale_from_zero_wait_s
+        pause = SCALE_WAIT_FIRST_S
+        while True:
+            try:
+                return await run()
+            except UpstreamNoCapacity as exc:
+                remaining = until - self.clock()
+                if remaining <= 0:
+                    raise UpstreamNoCapacity(f"endpoint '{ep.id}' still had no copy of its model after "
+                                             f"{ep.scale_from_zero_wait_s:g}s (inference component scaled to zero); "
+                                             "retry later", retry_after=SCALE_WAIT_MAX_PAUSE_S) from exc
+                self.metrics.scale_waits.labels(ep.id).inc()
+                await self.sleep(min(pause, remaining))
+                pause = min(pause * 2, SCALE_WAIT_MAX_PAUSE_S)
 
     def _failed(self, ep: Endpoint, exc: UpstreamError) -> None:
         state = self.fleet[ep.id]
-        self.metrics.upstream_errors.labels(ep.id, exc.kind).inc()
+        self.metrics.upstream_errors.labels(ep.id, exc.kind, ep.region).inc()
         if exc.opens_circuit:
             state.breaker.record(failed=True)
         if isinstance(exc, UpstreamThrottled):
@@ -178,12 +237,12 @@ class Attempts:
             target = self.target_for(ep, deadline)
             try:
                 raw, attempts = await self.retrying(ep, lambda: self.transport.invoke(target, payload), last=last,
-                                                    deadline_cut=target is not ep.target)
+                                                    deadline_cut=target is not ep.target, trace=trace)
             finally:
                 held = self.clock() - started
                 if trace is not None:
                     trace.upstream_seconds += held
-        return CallResult(raw, attempts, held)
+        return CallResult(raw, attempts, held, len(payload.body))
 
     async def calls(self, ep: Endpoint, payloads: Sequence[Payload], *, last: bool, deadline: float | None,
                     trace: Trace | None = None) -> list[CallResult]:
@@ -200,7 +259,7 @@ class Attempts:
         for i, plan in enumerate(plans):
             last = i == len(plans) - 1
             ep = plan.endpoint
-            trace.endpoint, trace.schema, trace.accelerator = ep.id, ep.schema, ep.accelerator
+            trace.endpoint, trace.schema, trace.accelerator, trace.region = ep.id, ep.schema, ep.accelerator, ep.region
             try:
                 return plan, await attempt(plan, last)
             except UpstreamError as err:

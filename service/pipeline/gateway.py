@@ -72,6 +72,8 @@ class Gateway:
             _charge_unanswered(plans, trace)
             raise
         trace.upstream_seconds, trace.usage, trace.cost_usd = gen.upstream_seconds, gen.usage, gen.cost_usd
+        trace.upstream_bytes = sum(r.bytes_in + len(r.raw.body) for r in results)
+        trace.finish_reasons = tuple(str(c.finish_reason) for c in gen.choices)
         self._offer_shadow(req, model, gen.endpoint, tuple(c.text for c in gen.choices), clock() - started, gen.usage)
         return gen
 

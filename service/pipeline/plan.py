@@ -45,7 +45,10 @@ def plan_on(model: Model, ep: Endpoint, req: GenerationRequest, rng: random.Rand
 
 def plan_for(req: GenerationRequest, params: SamplingParams, c: Candidate, rng: random.Random) -> Plan:
     ep = c.endpoint
-    payloads = tuple(ep.adapter.encode(c.sent, ep.spec, w) for w in _fan_out(ep, params, c.wire, rng))
+    sent = c.sent
+    if sent.stream and not ep.can_stream:  # invoked, and the answer relayed as a stream (serverless, text2text)
+        sent = replace(sent, stream=False)
+    payloads = tuple(ep.adapter.encode(sent, ep.spec, w) for w in _fan_out(ep, params, c.wire, rng))
     return Plan(ep, params, c.wire, payloads, c.prompt_text, c.treatment)
 
 

@@ -23,11 +23,13 @@ class CallResult:
     raw: RawResponse
     attempts: int
     seconds: float
+    bytes_in: int = 0
 
 
-def attributed_cost(ep: Endpoint, upstream_seconds: float) -> float:
-    """Endpoint price per second x seconds the request held the endpoint / its concurrency slots."""
-    return ep.endpoint_price_per_hour / 3600.0 * upstream_seconds / max(1, ep.max_concurrency)
+def attributed_cost(ep: Endpoint, upstream_seconds: float, bytes_in: int = 0, bytes_out: int = 0) -> float:
+    """The endpoint's price model (telemetry/cost.py): instance-hours per second x seconds held / concurrency
+    slots, or serverless compute per GB-second by memory plus data processing per GB."""
+    return ep.price.attributed(upstream_seconds, bytes_in, bytes_out)
 
 
 def resolve_finish(reported: FinishReason | None, text: str, *, stopped: bool, params: SamplingParams,
@@ -50,8 +52,9 @@ def answer(ep: Endpoint, params: SamplingParams, prompt_text: str, decoded: Sequ
     choices = tuple(_finish(c, i, params, counter) for i, c in enumerate(merged.choices))
     usage = resolve_usage(merged, prompt_text, [c.text for c in merged.choices], counter, params.max_new_tokens)
     upstream = sum(r.seconds for r in results)
+    cost = attributed_cost(ep, upstream, sum(r.bytes_in for r in results), sum(len(r.raw.body) for r in results))
     return Generation(choices=choices, usage=usage, endpoint=ep.id, attempts=max(r.attempts for r in results),
-                      dropped_params=dropped, upstream_seconds=upstream, cost_usd=attributed_cost(ep, upstream),
+                      dropped_params=dropped, upstream_seconds=upstream, cost_usd=cost,
                       timings={"total_s": total_s, "upstream_s": upstream})
 
 

@@ -82,7 +82,7 @@ def build_candidate(model: Model, ep: Endpoint, weight: float, req: GenerationRe
             f"'{ep.id}': shorten the prompt or lower max_tokens",
             param="max_tokens", code="context_length_exceeded")
     wire = normalize(params, ep.adapter.rules, ep.adapter.sampling, Subject(ep.id, ep.schema, model.name),
-                     policy=model.policy, stream=req.stream)
+                     policy=model.policy, stream=req.stream and ep.can_stream)
     return Candidate(ep, weight, wire, text, sent, treatment)
 
 

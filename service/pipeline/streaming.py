@@ -14,6 +14,8 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from opentelemetry.trace import Span
+
 from service.adapters.base import StreamDecoder, streams
 from service.canonical import (
     Decoded,
@@ -35,6 +37,7 @@ from service.pipeline.results import attributed_cost, resolve_finish, unfinished
 from service.pipeline.stops import StopScanner
 from service.pipeline.tokens import resolve_usage
 from service.telemetry.trace import Trace
+from service.telemetry.tracing import end_attempt, first_token
 from service.transport.base import Payload, Target, Transport
 
 #: called with the endpoint that answered, the whole relayed text and the final event once a stream
@@ -61,12 +64,16 @@ class AnswerStream(Protocol):
 
 
 @dataclass
-class StreamTimings:
+class StreamMeter:
+    """When the stream opened, its tokens came and it ended, and the bytes it moved (for cost)."""
+
     opened: float = 0.0
     first_token: float | None = None
     last_token: float | None = None
     ended: float | None = None
     tokens: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
 
 
 @dataclass
@@ -79,7 +86,7 @@ class GatewayStream:
     mechanics: Attempts
     trace: Trace
     resources: AsyncExitStack  # the upstream response and the endpoint slot, released by aclose()
-    timings: StreamTimings = field(default_factory=StreamTimings)
+    meter: StreamMeter = field(default_factory=StreamMeter)
     on_final: OnFinal | None = None
     generated: list[str] = field(default_factory=list)  # the upstream's text so far (stop text included)
     final: StreamFinal | None = None
@@ -157,9 +164,9 @@ class GatewayStream:
 
     async def aclose(self) -> None:
         """Close the upstream (idempotent): releases the connection and the endpoint slot."""
-        if self.timings.ended is not None:
+        if self.meter.ended is not None:
             return
-        self.timings.ended = self.mechanics.clock()
+        self.meter.ended = self.mechanics.clock()
         try:
             await self.source.aclose()
             await self.resources.aclose()  # the upstream response first, then the slot
@@ -171,13 +178,14 @@ class GatewayStream:
         consumed: the prompt, the text generated so far, the time it held the endpoint."""
         if self.final is not None:
             return
-        seconds = (self.timings.ended or self.mechanics.clock()) - self.timings.opened
+        seconds = (self.meter.ended or self.mechanics.clock()) - self.meter.opened
         self.trace.usage = unfinished_usage(self.plan, "".join(self.generated))
-        self.trace.cost_usd = attributed_cost(self.endpoint, seconds)
+        self.trace.cost_usd = attributed_cost(self.endpoint, seconds, self.meter.bytes_in, self.meter.bytes_out)
 
     def _fill_trace(self) -> None:
-        t, tm = self.trace, self.timings
+        t, tm = self.trace, self.meter
         t.upstream_seconds = (tm.ended or tm.opened) - tm.opened
+        t.upstream_bytes = tm.bytes_in + tm.bytes_out
         if tm.first_token is not None:
             t.first_token_seconds = tm.first_token - t.started
             if tm.tokens > 1 and tm.last_token is not None:
@@ -185,10 +193,11 @@ class GatewayStream:
 
     def _mark_token(self) -> None:
         now = self.mechanics.clock()
-        if self.timings.first_token is None:
-            self.timings.first_token = now
-        self.timings.last_token = now
-        self.timings.tokens += 1
+        if self.meter.first_token is None:
+            self.meter.first_token = now
+            first_token(self.trace, now - self.trace.started)
+        self.meter.last_token = now
+        self.meter.tokens += 1
 
     def _final(self, end: StreamEnd | None, text: str, stopped: bool) -> StreamFinal:
         decoded = Decoded((), end.prompt_tokens if end else None, end.completion_tokens if end else None)
@@ -196,9 +205,10 @@ class GatewayStream:
         usage = resolve_usage(decoded, self.plan.prompt_text, [text], counter, params.max_new_tokens)
         reason = FinishReason.TOOL_CALLS if self.tool_calls else resolve_finish(
             end.finish_reason if end else None, text, stopped=stopped, params=params, counter=counter)
-        seconds = (self.timings.ended or self.timings.opened) - self.timings.opened
-        final = StreamFinal(reason, usage, attributed_cost(self.endpoint, seconds))
-        self.trace.usage, self.trace.cost_usd = usage, final.cost_usd
+        seconds = (self.meter.ended or self.meter.opened) - self.meter.opened
+        final = StreamFinal(reason, usage, attributed_cost(self.endpoint, seconds, self.meter.bytes_in,
+                                                           self.meter.bytes_out))
+        self.trace.usage, self.trace.cost_usd, self.trace.finish_reasons = usage, final.cost_usd, (str(reason),)
         return final
 
 
@@ -210,24 +220,26 @@ async def open_stream(mechanics: Attempts, req: GenerationRequest, plans: Sequen
         raise InvalidParam("n > 1 cannot be streamed yet: send stream false, or n 1", param="n")
 
     async def attempt(plan: Plan, last: bool) -> GatewayStream:
-        ep, opened = plan.endpoint, mechanics.clock()
-        resources = AsyncExitStack()
-        adapter = ep.adapter
-        if not streams(adapter):
+        ep, adapter = plan.endpoint, plan.endpoint.adapter
+        meter = StreamMeter(opened=mechanics.clock(), bytes_in=len(plan.payloads[0].body))
+        if not (ep.can_stream and streams(adapter)):  # invoke, and relay the answer as one delta
             result = await mechanics.call(ep, plan.payloads[0], last=last, deadline=deadline, trace=trace)
-            source = _replay(adapter.decode(result.raw))
-            return GatewayStream(plan, result.attempts, source, mechanics, trace, resources,
-                                 StreamTimings(opened), on_final)
+            meter.bytes_out = len(result.raw.body)
+            return GatewayStream(plan, result.attempts, _replay(adapter.decode(result.raw)), mechanics, trace,
+                                 AsyncExitStack(), meter, on_final)
         async with AsyncExitStack() as opening:
             await opening.enter_async_context(mechanics.slot(ep, wait=last, deadline=deadline))
             target = mechanics.target_for(ep, deadline)
+            held: list[Span] = []  # the open attempt's span, ended when the stream closes
             (parts, first), attempts = await mechanics.retrying(
                 ep, lambda: _open(mechanics.transport, target, plan.payloads[0]), last=last,
-                deadline_cut=target is not ep.target)
+                deadline_cut=target is not ep.target, trace=trace, keep_span=held)
+            for span in held:
+                opening.callback(end_attempt, span)
             opening.push_async_callback(parts.aclose)
             resources = opening.pop_all()  # opened: the stream now owns the slot and the response
-        return GatewayStream(plan, attempts, _decode(adapter.stream_decoder(), first, parts), mechanics, trace,
-                             resources, StreamTimings(opened), on_final)
+        return GatewayStream(plan, attempts, _decode(adapter.stream_decoder(), first, parts, meter), mechanics, trace,
+                             resources, meter, on_final)
 
     _, stream = await mechanics.failover(plans, attempt, trace)
     return stream
@@ -245,12 +257,14 @@ async def _open(transport: Transport, target: Target,
     return parts, first
 
 
-async def _decode(decoder: StreamDecoder, first: bytes,
-                  parts: AsyncIterator[bytes]) -> AsyncGenerator[list[StreamEvent], None]:
+async def _decode(decoder: StreamDecoder, first: bytes, parts: AsyncIterator[bytes],
+                  meter: StreamMeter) -> AsyncGenerator[list[StreamEvent], None]:
+    meter.bytes_out += len(first)
     events = decoder.feed(first)
     if events:
         yield events
     async for part in parts:
+        meter.bytes_out += len(part)
         events = decoder.feed(part)
         if events:
             yield events

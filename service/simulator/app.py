@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Mapping
+from dataclasses import replace
 
 import uvicorn
 from starlette.applications import Starlette
@@ -19,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from service.simulator import containers, control, sagemaker, streaming
+from service.simulator import containers, control, estate, sagemaker, streaming
 from service.simulator.containers import ContainerError, Invocation, Output
 from service.simulator.faults import Decision
 from service.simulator.latency import MODES
@@ -39,15 +40,19 @@ def create_simulator_app(endpoints: Mapping[str, SimEndpoint] | None = None, *, 
         Route("/endpoints/{name}/invocations-response-stream", invoke_stream, methods=["POST"]),
         Route("/ping", ping, methods=["GET"]),
         *control.routes(),
+        *estate.routes(),
     ]
     app = Starlette(routes=routes)
     app.state.sim = SimState(DEMO_ENDPOINTS if endpoints is None else endpoints, latency, seed)
     return app
 
 
-def run_simulator(host: str, port: int, latency: str, config_path: str | None) -> None:
-    """Serve until interrupted; with a jumpgate config, simulate exactly the endpoints it names."""
+def run_simulator(host: str, port: int, latency: str, config_path: str | None, region: str | None = None) -> None:
+    """Serve until interrupted; with a jumpgate config, simulate exactly the endpoints it names (with `region`,
+    only those in that region: one process stands for one region's runtime)."""
     endpoints = endpoints_from_config(config_path) if config_path else None
+    if region is not None and endpoints is not None:
+        endpoints = {name: ep for name, ep in endpoints.items() if ep.region == region}
     app = create_simulator_app(endpoints, latency=latency)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
 
@@ -76,10 +81,15 @@ async def _invoke(request: Request, *, stream_api: bool) -> Response:
     runtime = sim.endpoints.get(name)
     if runtime is None:
         return sagemaker.endpoint_not_found(name)
+    refused = sim.estate.check(runtime.endpoint, headers, stream_api)
+    if refused is not None:
+        return refused
     runtime.stats.requests += 1
     decision = sim.faults.decide(name)
     if decision.hold:
         await sim.faults.released.wait()
+    if cold := sim.estate.cold_start_s(runtime.endpoint):
+        decision = replace(decision, delay_s=decision.delay_s + cold)
     if decision.reject is not None:
         return _rejected(runtime, decision)
     inv = Invocation(runtime.endpoint, body, headers.get("content-type", "application/json"),

@@ -42,6 +42,20 @@ async def put_endpoint(request: Request) -> Response:
     return json_response(_sim(request).endpoints_json()[endpoint.name])
 
 
+async def patch_endpoint(request: Request) -> Response:
+    """Change some fields of an endpoint (e.g. the access keys it accepts), keeping the others."""
+    current = _sim(request).endpoints.get(request.path_params["name"])
+    if current is None:
+        return json_response({"error": f"no endpoint {request.path_params['name']!r}"}, 404)
+    try:
+        fields = {k: v for k, v in _sim(request).endpoints_json()[current.endpoint.name].items() if k != "name"}
+        endpoint = SimEndpoint.from_json(current.endpoint.name, {**fields, **await _json_object(request)})
+    except (ValueError, TypeError) as exc:
+        return _bad_request(str(exc))
+    _sim(request).put_endpoint(endpoint)
+    return json_response(_sim(request).endpoints_json()[endpoint.name])
+
+
 async def list_endpoints(request: Request) -> Response:
     return json_response(_sim(request).endpoints_json())
 
@@ -106,6 +120,7 @@ def routes() -> list[Route]:
     return [
         Route("/_sim/endpoints", list_endpoints, methods=["GET"]),
         Route("/_sim/endpoints/{name}", put_endpoint, methods=["PUT"]),
+        Route("/_sim/endpoints/{name}", patch_endpoint, methods=["PATCH"]),
         Route("/_sim/faults", post_faults, methods=["POST"]),
         Route("/_sim/faults", get_faults, methods=["GET"]),
         Route("/_sim/faults", delete_faults, methods=["DELETE"]),

@@ -8,7 +8,8 @@ newest versions it models: TGI 3.3.7 (the >= 3.2 tool-calling shapes), LMI 0.33.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,15 @@ class SimEndpoint:
     embedding_dim: int = 1024
     max_input_tokens: int = 512
     max_batch_size: int = 32
+    #: estates (service/simulator/estate.py): the region its SigV4 scope must name and the access keys it accepts
+    #: (None / empty: unchecked); serverless (stream API refused, cold start after idling); inference components
+    #: and their copies; seconds of virtual time after a no-capacity refusal until a copy is added (None: never)
+    region: str | None = None
+    access_keys: tuple[str, ...] = ()
+    serverless: bool = False
+    cold_start_s: float = 0.0
+    inference_components: Mapping[str, int] = field(default_factory=dict)
+    scale_out_after_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.container not in CONTAINER_KINDS:
@@ -90,6 +100,8 @@ class SimEndpoint:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown endpoint fields {unknown}; known: {sorted(known)}")
+        if isinstance(data.get("access_keys"), list):
+            data = {**data, "access_keys": tuple(data["access_keys"])}
         return cls(name=name, **data)
 
 
@@ -130,8 +142,27 @@ def endpoints_from_config(path: str | Path) -> dict[str, SimEndpoint]:
     result: dict[str, SimEndpoint] = {}
     for key, entry in (data.get("endpoints") or {}).items():
         endpoint = _endpoint_from_entry(str(key), entry or {})
-        result.setdefault(endpoint.name, endpoint)
+        endpoint = replace(endpoint, **estate_fields(entry or {}, data.get("aws") or {}))
+        if endpoint.name in result:  # one endpoint hosting several components: gather them
+            first = result[endpoint.name]
+            endpoint = replace(first, inference_components={**first.inference_components,
+                                                            **endpoint.inference_components})
+        result[endpoint.name] = endpoint
     return result
+
+
+def estate_fields(entry: dict[str, Any], aws: dict[str, Any]) -> dict[str, Any]:
+    """Region, accepted keys, serverless and components of one jumpgate config entry. The keys are known only for
+    static credentials; an assumed role's keys come from STS, so tests set them through the control API."""
+    creds = entry.get("credentials") or aws.get("credentials")
+    static = creds.get("access_key_id") if isinstance(creds, dict) and not creds.get("role_arn") else None
+    if isinstance(static, str) and "${" in static:
+        static = None  # expanded from the gateway's environment, which the simulator does not see: unchecked
+    component = entry.get("inference_component")
+    region = entry.get("region") or aws.get("region")
+    return {"region": None if "${" in str(region) else region, "access_keys": (static,) if static else (),
+            "serverless": bool(entry.get("serverless")),
+            "inference_components": {str(component): 1} if component else {}}
 
 
 def _container_kind(key: str, schema: Any, container: dict[str, Any]) -> str:

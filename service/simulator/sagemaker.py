@@ -81,7 +81,7 @@ def model_error(endpoint: str, status: int, original: bytes) -> Response:
     side = "client" if status < 500 else "server"
     group = f"/aws/sagemaker/Endpoints/{endpoint}"
     console = f"https://{REGION}.console.aws.amazon.com/cloudwatch/home?region={REGION}#logEventViewer:group={group}"
-    body = {
+    body: dict[str, object] = {
         "ErrorCode": "CLIENT_ERROR_FROM_MODEL" if status < 500 else "SERVER_ERROR_FROM_MODEL",
         "LogStreamArn": f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{group}",
         "Message": f"Received {side} error ({status}) from primary with message \"{text}\". "
@@ -96,3 +96,47 @@ def stream_exception_payload(kind: str) -> bytes:
     if kind == "ModelStreamError":
         return orjson.dumps({"Message": "Model stream was broken by the container.", "ErrorCode": "StreamBroken"})
     return orjson.dumps({"Message": "An internal stream failure occurred. Try your request again."})
+
+
+# --- estates: regions, keys, inference components, serverless (service/simulator/estate.py) -------------------
+def invalid_signature_region() -> Response:
+    """Signed for another region than the one called. AWS answers 403 InvalidSignatureException with this message
+    (aws/aws-sdk-js-v3#5576: 403 from a rest-json service; the same check on the SageMaker runtime's service
+    scope: aws/aws-sdk-go#1836)."""
+    return aws_error(403, "InvalidSignatureException", {"message": "Credential should be scoped to a valid region. "})
+
+
+def unrecognized_client() -> Response:
+    """An access key the account does not know (403 UnrecognizedClientException, as rest-json AWS services answer)."""
+    return aws_error(403, "UnrecognizedClientException",
+                     {"message": "The security token included in the request is invalid."})
+
+
+def no_capacity() -> Response:
+    """An inference component with no copy: ValidationError (400) with the message AWS shows for a component scaled
+    to zero (AWS Machine Learning Blog, "Unlock cost savings with the new scale down to zero feature in SageMaker
+    Inference", 2024-12-03, "Test the solution")."""
+    return aws_error(400, "ValidationError" + CORAL, {"message": (
+        "Inference Component has no capacity to process this request. ApplicationAutoScaling may be in-progress "
+        "(if configured) or try to increase the capacity by invoking UpdateInferenceComponentRuntimeConfig API.")})
+
+
+def component_required() -> Response:
+    # Wording not verified: wire-formats.md 1.2 has only its first sentence (the one LiteLLM's hints key on).
+    return aws_error(400, "ValidationError" + CORAL, {"message": (
+        "Inference Component Name header is required for endpoints to which you plan to deploy inference "
+        "components. Please include Inference Component Name header or consider using SageMaker models.")})
+
+
+def component_not_found(component: str, endpoint: str) -> Response:
+    # Wording not verified: a ValidationError like the endpoint's own "not found".
+    return aws_error(400, "ValidationError" + CORAL, {
+        "message": f"Inference component {component[:63]} of endpoint {endpoint} of account {ACCOUNT} not found."})
+
+
+def serverless_stream_refused() -> Response:
+    # Not verified: no AWS source found states the answer of InvokeEndpointWithResponseStream on a serverless
+    # endpoint. AWS documents streaming for real-time endpoints only; we answer a ValidationError, the runtime's
+    # error for requests its endpoint cannot take, so a gateway that tries it fails visibly.
+    return aws_error(400, "ValidationError" + CORAL, {
+        "message": "InvokeEndpointWithResponseStream is not supported for serverless endpoints."})

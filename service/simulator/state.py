@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from service.simulator.estate import Estate, VirtualClock
 from service.simulator.faults import FaultBook
 from service.simulator.latency import LatencyModel
 from service.simulator.model import SimEndpoint
@@ -105,9 +106,11 @@ class SimState:
         self.recorder = Recorder()
         self.latency = LatencyModel(self._initial_latency)
         self._ids = itertools.count(1)
+        self.estate = Estate(self._initial, VirtualClock())
 
     def put_endpoint(self, endpoint: SimEndpoint) -> None:
         self.endpoints[endpoint.name] = EndpointRuntime(endpoint)
+        self.estate.put(endpoint)
 
     def random_seed(self) -> int:
         return self.rng.getrandbits(63)

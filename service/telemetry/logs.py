@@ -1,5 +1,9 @@
 """Structured logs: one JSON object per line, and one `request` line per request with its outcome.
 
+`logging.format: text` writes the same records for a person: `time LEVEL logger message key=value ...`, with
+every field of the JSON line (logfmt: a value is bare when that is unambiguous, else JSON-quoted, so a
+newline or a quote in a client-sent value can neither split nor forge a line).
+
 Request lines carry ids, tenant, model, endpoint, status, latency, tokens and cost. Prompts and
 completions appear only with `logging.log_prompts: true`; credentials and API keys never (they are not
 in any field the gateway logs, and upstream text is redacted before it reaches an error message).
@@ -11,6 +15,7 @@ import atexit
 import logging
 import logging.handlers
 import queue
+import re
 import sys
 import threading
 import time
@@ -24,7 +29,7 @@ REQUEST_FIELDS = "fields"  # LogRecord attribute holding a request line's struct
 _request_log = logging.getLogger("jumpgate.request")
 
 
-class JsonFormatter(logging.Formatter):
+class _Stamp:
     _second = -1
     _stamp = ""
 
@@ -35,6 +40,9 @@ class JsonFormatter(logging.Formatter):
             self._second, self._stamp = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         return f"{self._stamp}.{int((created - second) * 1000):03d}Z"
 
+
+class JsonFormatter(_Stamp, logging.Formatter):
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {"time": self._time(record.created), "level": record.levelname,
                                  "logger": record.name, "message": record.getMessage()}
@@ -42,6 +50,33 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return orjson.dumps(entry, default=str).decode()
+
+
+#: a string value written bare in text logs; anything else (spaces, quotes, `=`, control characters, an empty
+#: string, or text that would read back as a number, true/false or null) is JSON-quoted
+_BARE = re.compile(r"[A-Za-z0-9_.:/@+-]+")
+_LITERAL = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?|true|false|null")
+
+
+def logfmt_value(value: Any) -> str:
+    """One field value as text-format logs write it; `orjson.loads` reads back any value that is not bare."""
+    if isinstance(value, str) and _BARE.fullmatch(value) and not _LITERAL.fullmatch(value):
+        return value
+    return orjson.dumps(value, default=str).decode()
+
+
+class TextFormatter(_Stamp, logging.Formatter):
+    """`logging.format: text`: one line per record, `time LEVEL logger message` and then the request line's
+    fields as key=value, the same fields in the same order as the JSON format's."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = f"{self._time(record.created)} {record.levelname} {record.name} {record.getMessage()}"
+        fields = getattr(record, REQUEST_FIELDS, None)
+        if fields:
+            line += " " + " ".join(f"{key}={logfmt_value(value)}" for key, value in fields.items())
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
 
 
 class _Enqueue(logging.handlers.QueueHandler):
@@ -114,8 +149,7 @@ _writer: BatchWriter | None = None
 def setup_logging(fmt: str = "json", level: int = logging.INFO) -> None:
     global _writer
     stream = logging.StreamHandler(sys.stderr)
-    stream.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(
-        "%(asctime)s %(levelname)s %(name)s %(message)s"))
+    stream.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     if _writer is not None:
         _writer.stop()
     records: queue.SimpleQueue[logging.LogRecord | None] = queue.SimpleQueue()
@@ -139,11 +173,14 @@ def log_request(t: Trace, request_id: str, *, prompt: str | None = None, complet
     fields: dict[str, Any] = {
         "request_id": request_id, "tenant": t.tenant, "api": t.api, "model": t.model, "endpoint": t.endpoint,
         "status": t.status, "stream": t.stream, "latency_ms": round(((t.finished or t.started) - t.started) * 1000, 2),
-        "upstream_ms": round(t.upstream_seconds * 1000, 2), "cost_usd": t.cost_usd, "error": t.error,
+        "upstream_ms": round(t.upstream_seconds * 1000, 2), "upstream_bytes": t.upstream_bytes,
+        "cost_usd": t.cost_usd, "error": t.error,
     }
     if t.usage is not None:
         fields |= {"prompt_tokens": t.usage.prompt_tokens, "completion_tokens": t.usage.completion_tokens,
                    "token_source": t.usage.source.value}
+    if t.trace_id is not None:
+        fields["trace_id"] = t.trace_id  # the request's OpenTelemetry trace, when it was sampled
     if prompt is not None:
         fields |= {"prompt": prompt, "completion": completion}
     _request_log.info("request", extra={REQUEST_FIELDS: fields})

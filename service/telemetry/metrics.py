@@ -47,6 +47,13 @@ class RouteSeries:
     token_source: str
 
 
+def _credential_refresh_counter(registry: CollectorRegistry) -> Counter:
+    """source: a credential source's bounded label (chain, static, profile:<name>, role:<role name>); result:
+    success | failure (service/transport/credentials.py)."""
+    return Counter("jumpgate_credential_refresh", "AWS credential fetches and renewals", ["source", "result"],
+                   registry=registry)
+
+
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None, window: TokenWindow | None = None) -> None:
         self.registry = registry or CollectorRegistry()
@@ -60,7 +67,7 @@ class Metrics:
             ["model", "endpoint", "api", "stream"], buckets=REQUEST_BUCKETS, registry=r)
         self.upstream_duration = Histogram(
             "jumpgate_upstream_duration_seconds", "SageMaker calls, all attempts of a request",
-            ["endpoint", "schema", "accelerator"], buckets=REQUEST_BUCKETS, registry=r)
+            ["endpoint", "schema", "accelerator", "region"], buckets=REQUEST_BUCKETS, registry=r)
         self.overhead = Histogram("jumpgate_overhead_seconds", "Gateway time minus upstream time", ["api"],
                                   buckets=OVERHEAD_BUCKETS, registry=r)
         self.ttft = Histogram("jumpgate_time_to_first_token_seconds", "Streaming: request start to first token",
@@ -77,8 +84,8 @@ class Metrics:
                            ["endpoint", "instance_type", "accelerator"], registry=r, multiprocess_mode="max")
         self.inflight = Gauge("jumpgate_inflight_requests", "Upstream calls in flight", ["endpoint"], registry=r,
                               multiprocess_mode="livesum")
-        self.upstream_errors = Counter("jumpgate_upstream_errors", "Failed upstream attempts", ["endpoint", "error"],
-                                       registry=r)
+        self.upstream_errors = Counter("jumpgate_upstream_errors", "Failed upstream attempts",
+                                       ["endpoint", "error", "region"], registry=r)
         self.retries = Counter("jumpgate_retries", "Upstream retries", ["endpoint", "reason"], registry=r)
         self.fallbacks = Counter("jumpgate_fallbacks", "Requests moved to another endpoint",
                                  ["model", "from_endpoint", "to_endpoint"], registry=r)
@@ -95,6 +102,9 @@ class Metrics:
         self.throttle_streak = Gauge("jumpgate_endpoint_throttle_streak", "Throttles in a row (0: not throttling); "
                                      "while > 0 routing tries the endpoint after its siblings", ["endpoint"],
                                      registry=r, multiprocess_mode="max")
+        self.credential_refresh = _credential_refresh_counter(r)
+        self.scale_waits = Counter("jumpgate_scale_from_zero_waits", "Pauses waiting for an inference component "
+                                   "scaled to zero to get a copy", ["endpoint"], registry=r)
 
     def exposition(self) -> bytes:
         """The text for GET /metrics. With `jumpgate serve --workers N` every worker writes its samples to
@@ -132,7 +142,7 @@ class Metrics:
             child(self.abandoned, t.model, t.endpoint, t.abandoned).inc()
         if t.endpoint == "none":
             return
-        child(self.upstream_duration, t.endpoint, t.schema, t.accelerator).observe(t.upstream_seconds)
+        child(self.upstream_duration, t.endpoint, t.schema, t.accelerator, t.region).observe(t.upstream_seconds)
         child(self.overhead, t.api).observe(max(0.0, total - t.upstream_seconds))
         if t.first_token_seconds is not None:
             child(self.ttft, t.model, t.endpoint, t.accelerator).observe(t.first_token_seconds)
@@ -145,6 +155,11 @@ class Metrics:
             self.window.add(t.endpoint, t.usage.total_tokens)
         if t.cost_usd:
             child(self.cost, t.model, t.endpoint, t.tenant).inc(t.cost_usd)
+
+    def count_credential_refresh(self, source: str, result: str) -> None:
+        """The credential refresher's hook (transport/credentials.py): result is success or failure. Called from
+        the refresher thread; prometheus-client counters are thread-safe."""
+        self.credential_refresh.labels(source, result).inc()
 
     def _child(self, metric: Any, *labels: str) -> Any:
         """`metric.labels(...)` with the child cached: label values are bounded, so the cache is too."""

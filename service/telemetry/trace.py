@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from service.canonical import Usage
 from service.errors import GatewayError
 
 #: error codes of requests ended by their own side, and the reason label they are counted under
-ABANDONED = {"deadline_exceeded": "deadline", "server_shutting_down": "drain"}
+ABANDONED = {"deadline_exceeded": "deadline", "server_shutting_down": "drain", "client_disconnected": "disconnect"}
 UNKNOWN = "unknown"  # label value for a model that is not configured (keeps label values bounded)
 NONE = "none"        # label value when no endpoint was chosen
 
@@ -26,10 +27,12 @@ class Trace:
     endpoint: str = NONE
     schema: str = NONE
     accelerator: str = NONE
+    region: str = NONE
     status: int = 200
     error: str | None = None        # bounded error code, for the failure that ended the request
     rejected: str | None = None     # why the gateway refused it (error code), for jumpgate_rejected_total
     upstream_seconds: float = 0.0
+    upstream_bytes: int = 0         # request and response bodies moved to and from the endpoint (serverless cost)
     first_token_seconds: float | None = None   # from request start
     per_token_seconds: float | None = None
     usage: Usage | None = None
@@ -40,6 +43,9 @@ class Trace:
     request_id: str = "-"
     prompt: str | None = None       # only filled when logging.log_prompts is on
     completion: str | None = None
+    finish_reasons: tuple[str, ...] = ()
+    span: Any = None                # the request's OpenTelemetry span, when tracing is on (telemetry/tracing.py)
+    trace_id: str | None = None     # its trace id, for the request log line
 
     def note_error(self, err: GatewayError) -> None:
         self.status, self.error = err.status, err.code

@@ -8,19 +8,71 @@ attempts are visible to the gateway's headers and metrics and every attempt is s
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+CredentialKind = Literal["static", "chain", "profile", "role"]
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialSpec:
+    """Where an endpoint's AWS credentials come from (service/transport/credentials.py turns it into a provider).
+
+    Equal specs share one provider, so endpoints that assume the same role share one refresher. A role is assumed
+    from `base` (its own static keys or profile, else the default chain). Secrets never appear in repr or in
+    `describe()` / `label()`.
+    """
+
+    kind: CredentialKind = "chain"
+    profile: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: str | None = field(default=None, repr=False)
+    session_token: str | None = field(default=None, repr=False)
+    role_arn: str | None = None
+    external_id: str | None = field(default=None, repr=False)
+    session_name: str = "jumpgate"
+    duration_s: int = 3600
+    base: CredentialSpec | None = None
+
+    def label(self) -> str:
+        """Short and bounded (config-defined), for metric labels and client-facing listings: no account id."""
+        if self.kind == "role":
+            return f"role:{(self.role_arn or '').rsplit('/', 1)[-1]}"
+        return f"profile:{self.profile}" if self.kind == "profile" else self.kind
+
+    def describe(self) -> str:
+        """For operators (check-config, logs): what the source is, never a secret."""
+        if self.kind == "static":
+            return "static keys from the config"
+        if self.kind == "profile":
+            return f"profile {self.profile!r} from the AWS config / credentials files"
+        if self.kind == "role":
+            base = self.base.describe() if self.base is not None else "the default credential chain"
+            extra = ", with an external id" if self.external_id else ""
+            return (f"role {self.role_arn} assumed with STS (session {self.session_name!r}, "
+                    f"{self.duration_s}s{extra}) from {base}")
+        return "the default credential chain (env, profile, ECS task role, IRSA / pod identity, instance role)"
+
+
+CHAIN = CredentialSpec()
 
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """Where and how to call: the transport-relevant part of an endpoint's config."""
+    """Where and how to call: the transport-relevant part of an endpoint's config.
+
+    `region`, `runtime_url` and `credentials` are None for a target that uses the transport's defaults (the
+    aws section): a region of its own is signed for (SigV4 credential scope) and called at its own URL.
+    """
 
     endpoint_name: str
     timeout_s: float = 70.0
     custom_attributes: str | None = None
     target_variant: str | None = None
     inference_component: str | None = None
+    region: str | None = None
+    runtime_url: str | None = None
+    credentials: CredentialSpec | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,10 +10,10 @@ Two stages, each fed whatever byte chunks the socket produced (frames may be spl
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import orjson
-from botocore.eventstream import EventStreamBuffer, EventStreamMessage, ParserError
+from botocore.eventstream import EventStreamBuffer, EventStreamMessage, MessagePrelude, ParserError
 
 from service.errors import UpstreamStreamError, redact
 
@@ -33,6 +33,16 @@ def json_object(raw: bytes | str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+# botocore-stubs declare EventStreamMessage.prelude and .headers as int; botocore sets a MessagePrelude and a
+# dict of the parsed headers (botocore/eventstream.py, EventStreamBuffer._parse_message).
+def _prelude(message: EventStreamMessage) -> MessagePrelude:
+    return cast(MessagePrelude, message.prelude)
+
+
+def _headers(message: EventStreamMessage) -> dict[str, Any]:
+    return cast(dict[str, Any], message.headers)
+
+
 class _MemoHeadersBuffer(EventStreamBuffer):
     """botocore's EventStreamBuffer, with the parsing of each distinct header block done once.
 
@@ -45,10 +55,12 @@ class _MemoHeadersBuffer(EventStreamBuffer):
     _memo: dict[bytes, dict[str, Any]] = {}  # shared by all streams: one event loop, same header blocks
 
     def _parse_headers(self) -> dict[str, Any]:
-        raw = self._data[PRELUDE_LENGTH:self._prelude.headers_end]
+        # botocore's private buffer state and parser: tests/transport/test_eventstream.py checks this class
+        # decodes exactly as plain botocore does, so a botocore change that breaks it fails loudly there.
+        raw = self._data[PRELUDE_LENGTH:self._prelude.headers_end]  # type: ignore[attr-defined]
         parsed = self._memo.get(raw)
         if parsed is None:
-            parsed = super()._parse_headers()
+            parsed = super()._parse_headers()  # type: ignore[misc]
             if len(self._memo) < _HEADER_MEMO_SIZE and parsed.get(":message-type") == "event":
                 self._memo[raw] = parsed
         return dict(parsed)  # each message gets its own dict, as from botocore
@@ -74,7 +86,7 @@ class FrameDecoder:
         messages: list[EventStreamMessage] = []
         try:
             for message in self._buffer:
-                self._consumed += message.prelude.total_length
+                self._consumed += _prelude(message).total_length
                 messages.append(message)
         except ParserError as exc:
             # After a bad CRC or length no later frame boundary can be trusted: the decoder stays failed.
@@ -137,7 +149,7 @@ class PayloadPartDecoder:
         self._frames.close()
 
     def _payload_of(self, message: EventStreamMessage) -> bytes | None:
-        headers = message.headers
+        headers = _headers(message)
         message_type = headers.get(":message-type")
         if message_type == "event":
             # Other event types may be added to the union later; they carry no model output.

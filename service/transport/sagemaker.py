@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
@@ -16,6 +16,7 @@ from service.errors import (
     UpstreamDependencyFailed,
     UpstreamError,
     UpstreamModelError,
+    UpstreamNoCapacity,
     UpstreamRejected,
     UpstreamStreamError,
     UpstreamThrottled,
@@ -26,6 +27,9 @@ from service.errors import (
 from service.transport.base import Payload, RawResponse, Target
 from service.transport.eventstream import PayloadPartDecoder, json_object
 from service.transport.signing import Signer
+
+if TYPE_CHECKING:
+    from service.transport.credentials import CredentialRegistry
 
 CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
 TARGET_VARIANT = "X-Amzn-SageMaker-Target-Variant"
@@ -48,21 +52,50 @@ _BY_CODE: dict[str, tuple[type[UpstreamError], str]] = {
     "InternalDependencyException": (UpstreamDependencyFailed, "retrying will not help; contact AWS support"),
     "ValidationError": (UpstreamRejected, "check the endpoint name, the region and the endpoint's "
                                           "target_variant / inference_component / custom_attributes"),
+    # Authentication answers (403): the request reached SageMaker signed for the wrong region, with a key AWS does
+    # not know, or with expired temporary keys. Messages as AWS words them (aws/aws-sdk-js-v3#5576: 403
+    # InvalidSignatureException "Credential should be scoped to a valid region"; aws/aws-sdk-go#1836 for the
+    # SageMaker runtime's scope check).
+    "InvalidSignatureException": (UpstreamRejected, "the request was signed for another region or service than "
+                                                    "the one that received it: set the endpoint's region to the "
+                                                    "region it lives in (or its runtime_url to that region's URL)"),
+    "UnrecognizedClientException": (UpstreamRejected, "AWS does not know the access key: check the endpoint's "
+                                                      "credentials"),
+    "ExpiredTokenException": (UpstreamRejected, "the temporary credentials expired: check the credential source"),
 }
+#: SageMaker's answer when an inference component has no copy to run the request on (scaled to zero, or still
+#: scaling out): ValidationError (HTTP 400) "Inference Component has no capacity to process this request.
+#: ApplicationAutoScaling may be in-progress (if configured) or try to increase the capacity by invoking
+#: UpdateInferenceComponentRuntimeConfig API." Source: AWS Machine Learning Blog, "Unlock cost savings with the new
+#: scale down to zero feature in SageMaker Inference" (2024-12-03), section "Test the solution"; the AWS developer
+#: guide, "Scale an endpoint to zero instances", says such invocations fail until a copy is provisioned and count
+#: them in the NoCapacityInvocationFailures metric. The error code is the generic ValidationError, so the
+#: documented message is the only signal.
+NO_CAPACITY = "inference component has no capacity to process this request"
 
 
 class SageMakerTransport:
-    def __init__(self, runtime_url: str, signer: Signer, *, pool_size: int = 512,
-                 keepalive_s: float = 30.0) -> None:
+    """One aiohttp pool for every endpoint. A Target's own region, runtime URL and credential source (see
+    transport/base.py) select its URL and signer; targets without them use `runtime_url` and `signer`."""
+
+    def __init__(self, runtime_url: str, signer: Signer, *, pool_size: int = 0,
+                 keepalive_s: float = 30.0, credentials: CredentialRegistry | None = None) -> None:
         self._base = runtime_url.rstrip("/")
         self._signer = signer
+        #: the credential sources of targets that carry one (None: every target uses `signer`)
+        self.credentials = credentials
+        self._signers: dict[tuple[Any, str], Signer] = {}
+        # 0: no cap of the pool's own. Every upstream call holds one of its endpoint's max_concurrency slots
+        # (pipeline/attempts.py), so connections are bounded by the sum of the endpoints' slots, and a request that
+        # finds its endpoint's slots taken waits at most max_wait_s and is then refused (429) or moved on, counted.
+        # A fixed pool (aiohttp's default 100, or the 512 used before) queued requests silently beyond it instead.
         self._pool_size = pool_size
         # Shorter than the idle timeouts of AWS front ends (60 s) so we drop a connection before they do.
         self._keepalive_s = keepalive_s
         self._session: aiohttp.ClientSession | None = None
 
     async def invoke(self, target: Target, payload: Payload) -> RawResponse:
-        url = f"{self._base}/endpoints/{target.endpoint_name}/invocations"
+        url = f"{self._url(target)}/endpoints/{target.endpoint_name}/invocations"
         headers = self._signed(url, target, payload, {"Accept": payload.accept})
         timeout = aiohttp.ClientTimeout(total=target.timeout_s)
         with _connection_errors(target, mid_stream=False):
@@ -73,7 +106,7 @@ class SageMakerTransport:
         return RawResponse(body, resp.headers.get("Content-Type", ""))
 
     async def invoke_stream(self, target: Target, payload: Payload) -> AsyncGenerator[bytes, None]:
-        url = f"{self._base}/endpoints/{target.endpoint_name}/invocations-response-stream"
+        url = f"{self._url(target)}/endpoints/{target.endpoint_name}/invocations-response-stream"
         headers = self._signed(url, target, payload, {STREAM_ACCEPT: payload.accept})
         # No total limit (generation may legitimately run long): the limits are on getting a connection
         # (pool wait included) and on silence between chunks.
@@ -98,9 +131,35 @@ class SageMakerTransport:
             resp.close()
 
     async def aclose(self) -> None:
+        if self.credentials is not None:
+            self.credentials.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+    def credentials_ready(self) -> bool:
+        """Readiness: the default signer and every credential source the targets use hold usable credentials."""
+        if self.credentials is not None and not self.credentials.ready():
+            return False
+        return self._signer.credentials_available()
+
+    def _url(self, target: Target) -> str:
+        return target.runtime_url.rstrip("/") if target.runtime_url else self._base
+
+    def signer_for(self, target: Target) -> Signer:
+        """The default signer, or one per (credential source, region): SigV4 scopes a signature to one region."""
+        region = target.region or self._signer.region
+        if target.credentials is None and region == self._signer.region:
+            return self._signer
+        key = (target.credentials, region)
+        found = self._signers.get(key)
+        if found is None:
+            if target.credentials is None or self.credentials is None:
+                found = self._signer.for_region(region)  # the default credentials, another region
+            else:
+                found = Signer.from_provider(self.credentials.provider(target.credentials), region)
+            self._signers[key] = found
+        return found
 
     def _signed(self, url: str, target: Target, payload: Payload, accept: dict[str, str]) -> dict[str, str]:
         headers = {"Content-Type": payload.content_type, **accept}
@@ -109,7 +168,7 @@ class SageMakerTransport:
                             (INFERENCE_COMPONENT, target.inference_component)):
             if value:
                 headers[name] = value
-        return self._signer.sign("POST", url, headers, payload.body)
+        return self.signer_for(target).sign("POST", url, headers, payload.body)
 
     def _client(self) -> aiohttp.ClientSession:
         # Created on first use so that it binds to the loop that serves requests, not the one that built the app.
@@ -146,6 +205,10 @@ def map_error(endpoint: str, status: int, headers: Mapping[str, str], body: byte
     text = str(fields.get("message") or fields.get("Message") or "")
     if code == "ModelError":
         return _model_error(endpoint, status, fields, text)
+    if code == "ValidationError" and NO_CAPACITY in text.lower():
+        return UpstreamNoCapacity(f"SageMaker endpoint {endpoint!r} has no copy of the model running (its inference "
+                                  f"component is scaled to zero or still scaling out: {redact(text)}); retry once it "
+                                  f"has scaled out", retry_after=_retry_after(headers))
     cls, hint = _BY_CODE.get(code, _by_status(status))
     said = f"{status} {code}" if code else f"HTTP {status} without an error code"
     if text:
@@ -198,7 +261,9 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
 
 
 def _as_int(value: object) -> int | None:
+    if not isinstance(value, int | float | str) or isinstance(value, bool):
+        return None
     try:
-        return int(value)  # type: ignore[call-overload]
-    except (TypeError, ValueError):
+        return int(value)
+    except ValueError:
         return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
 from urllib.parse import urlsplit
 
 import boto3
@@ -19,7 +20,10 @@ from botocore.awsrequest import AWSRequest, HTTPHeaders
 from botocore.credentials import Credentials, ReadOnlyCredentials
 from botocore.exceptions import BotoCoreError
 
-from service.errors import NoEndpointAvailable, redact
+from service.errors import CredentialsUnavailable, NoEndpointAvailable, redact
+
+if TYPE_CHECKING:
+    from service.transport.credentials import CredentialProvider
 
 SIGNING_NAME = "sagemaker"  # the SigV4 "service" of the runtime API (not "runtime.sagemaker")
 
@@ -65,10 +69,21 @@ class Signer:
 
         return cls(resolve, region)
 
+    @classmethod
+    def from_provider(cls, provider: CredentialProvider, region: str) -> Signer:
+        """Sign with whatever `provider` holds now (renewed in the background; see credentials.py). No I/O:
+        missing or expired credentials raise CredentialsUnavailable from the provider."""
+        credentials = _Provided(provider)
+        return cls(lambda: credentials, region)
+
+    def for_region(self, region: str) -> Signer:
+        """A signer over the same credential source, scoped to another region."""
+        return Signer(self._source, region)
+
     def credentials_available(self) -> bool:
         try:
             self._frozen()
-        except NoEndpointAvailable:
+        except (NoEndpointAvailable, CredentialsUnavailable):
             return False
         return True
 
@@ -123,6 +138,17 @@ class Signer:
             f"to provide them, {HOW_TO_PROVIDE}")
 
 
+class _Provided(Credentials):
+    """botocore Credentials whose frozen triple is the provider's current one (the Signer asks once per signing)."""
+
+    def __init__(self, provider: CredentialProvider) -> None:
+        super().__init__("provided", "provided")
+        self._provider = provider
+
+    def get_frozen_credentials(self) -> ReadOnlyCredentials:
+        return self._provider.current()
+
+
 class _BytesRequest(AWSRequest):
     """An AWSRequest whose body is already the bytes to send.
 
@@ -132,8 +158,8 @@ class _BytesRequest(AWSRequest):
     """
 
     @property
-    def body(self) -> bytes:
-        return self.data  # type: ignore[no-any-return]
+    def body(self) -> bytes:  # type: ignore[override]  # botocore-stubs say str; for bytes data it is the bytes
+        return cast(bytes, self.data)
 
 
 class CachedKeySigV4Auth(SigV4Auth):
@@ -159,16 +185,20 @@ class CachedKeySigV4Auth(SigV4Auth):
         selected = request.context.get(_SELECTED)
         if selected is None:
             selected = request.context[_SELECTED] = super().headers_to_sign(request)
-        return selected  # type: ignore[no-any-return]
+        return cast(HTTPHeaders, selected)
 
     def signature(self, string_to_sign: str, request: AWSRequest) -> str:
         day = request.context["timestamp"][0:8]
-        secret = self.credentials.secret_key
+        secret = self.credentials.secret_key if self.credentials is not None else None
+        assert secret is not None, "signing needs credentials"
         key = self._cache.get((secret, day))
+        # botocore's own private HMAC helper and region/service, so the key is derived exactly as botocore does
+        # (tests/transport/test_signing.py compares every signature with plain botocore's)
+        sign = self._sign  # type: ignore[attr-defined]
         if key is None:
-            k_date = self._sign(f"AWS4{secret}".encode(), day)
-            key = self._sign(self._sign(self._sign(k_date, self._region_name), self._service_name), "aws4_request")
+            region, service = self._region_name, self._service_name  # type: ignore[attr-defined]
+            key = sign(sign(sign(sign(f"AWS4{secret}".encode(), day), region), service), "aws4_request")
             if len(self._cache) > 16:  # old days and rotated secrets
                 self._cache.clear()
             self._cache[(secret, day)] = key
-        return str(self._sign(key, string_to_sign, hex=True))
+        return str(sign(key, string_to_sign, hex=True))

@@ -15,7 +15,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("service.pipeline", "service.tenancy"),                        # routing, attempts, streams; auth and limits
     ("service.runtime",),                                           # the typed application state
     ("service.api", "service.protocol"),                            # HTTP in and out
-    ("service.app", "service.server", "service.discover"),          # composition, processes, tools
+    ("service.app", "service.server", "service.cli_flags", "service.discover"),  # composition, processes, tools
     ("service.cli",),                                               # the command line
     ("service.__main__", "service"),                                # `python -m service`, the package itself
 )

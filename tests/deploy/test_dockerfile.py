@@ -113,10 +113,17 @@ def context_files(ignore_text: str) -> set[str]:
     a pattern matching a parent folder matches what is inside it, `**` spans folders."""
     patterns = [line.strip() for line in ignore_text.splitlines() if line.strip() and not line.startswith("#")]
 
+    def segments_match(pattern: list[str], parts: list[str]) -> bool:
+        """Docker's reading: `*` stays within one path segment, a `**` segment spans any number of them."""
+        if not pattern:
+            return not parts
+        if pattern[0] == "**":
+            return any(segments_match(pattern[1:], parts[i:]) for i in range(len(parts) + 1))
+        return bool(parts) and fnmatch.fnmatchcase(parts[0], pattern[0]) and segments_match(pattern[1:], parts[1:])
+
     def matches(pattern: str, path: str) -> bool:
-        regex = fnmatch.translate(pattern).replace(".*", "[^/]*").replace("[^/]*[^/]*", ".*")
-        parts = path.split("/")
-        return any(re.match(regex, "/".join(parts[:i])) for i in range(1, len(parts) + 1))
+        parts = path.split("/")  # a pattern that names a folder also names everything inside it
+        return any(segments_match(pattern.split("/"), parts[:i]) for i in range(1, len(parts) + 1))
 
     kept = set()
     for dirpath, dirnames, filenames in os.walk(ROOT):

@@ -1,10 +1,11 @@
-"""deploy/kubernetes: the base and the example overlay render, validate offline against the Kubernetes
-schemas (kubernetes-validate, strict) and the vendored ServiceMonitor schema, and agree with each other,
-with the Dockerfile and with the gateway's real endpoints."""
+"""deploy/kubernetes: the base, the example overlay and the overlay with the optional hpa-inflight component
+render (kustomize, as an installation does after the README's steps), validate offline against the Kubernetes
+schemas (kubernetes-validate, strict) and the vendored ServiceMonitor schema, and agree with each other, with
+the Dockerfile, with the config they carry and with the gateway's real endpoints. Scraping: test_scraping.py."""
 
 from __future__ import annotations
 
-import hashlib
+import base64
 import json
 import os
 import re
@@ -15,62 +16,47 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import jsonschema
-import kubernetes_validate
+import jsonschema  # type: ignore[import-untyped]
+import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
-from kubernetes_validate.utils import schema_contents
-from referencing import Registry, Resource
 
 from tests.deploy import dockerfile, kustomize
-from tests.procs import ROOT, Proc
+from tests.deploy.k8s import (
+    K8S_VERSIONS,
+    TEST_KEY_SHA256,
+    TREES,
+    Doc,
+    install_copy,
+    kubectl,
+    monitor_validator,
+    one,
+    render,
+)
+from tests.procs import ROOT, Proc, free_port
 
-K8S = ROOT / "deploy" / "kubernetes"
-TREES = {"base": K8S / "base", "overlay": K8S / "overlays" / "example"}
-SERVICEMONITOR_SCHEMA = ROOT / "tests" / "fixtures" / "k8s-schemas" / "servicemonitor-monitoring-v1.json"
-K8S_VERSIONS = ("1.28.0", "1.32.0")
-DRAIN_SECONDS = 30  # the drain period the manifests promise (README "Deployment")
+GRACE_MARGIN_S = (5, 15)  # seconds between the end of the drain and the kubelet's SIGKILL: enough, not idle
 
-Doc = dict[str, Any]
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return install_copy(tmp_path_factory.mktemp("k8s"))
 
 
 @pytest.fixture(scope="module", params=sorted(TREES))
-def rendered(request: pytest.FixtureRequest) -> list[Doc]:
-    return kustomize.build(TREES[request.param])
+def rendered(request: pytest.FixtureRequest, tree: Path) -> list[Doc]:
+    return render(tree / TREES[request.param])
 
 
-def one(docs: list[Doc], kind: str, name: str | None = None) -> Doc:
-    if kind == "Service" and name is None:
-        name = "jumpgate"  # the client-facing one; jumpgate-metrics is the headless one for scraping
-    found = [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
-    assert len(found) == 1, f"{len(found)} {kind} documents"
-    return found[0]
-
-
-def strict(schema: Any) -> Any:
-    """Forbid fields a schema does not list, as kubectl's strict field validation does for custom resources."""
-    if isinstance(schema, dict):
-        out = {k: strict(v) for k, v in schema.items()}
-        if "properties" in out and "additionalProperties" not in out \
-                and not out.get("x-kubernetes-preserve-unknown-fields"):
-            out["additionalProperties"] = False
-        return out
-    if isinstance(schema, list):
-        return [strict(v) for v in schema]
-    return schema
-
-
-def servicemonitor_validator() -> jsonschema.Draft202012Validator:
-    definitions = schema_contents(f"kubernetes-json-schema/v{K8S_VERSIONS[-1]}-local-strict/_definitions.json",
-                                  K8S_VERSIONS[-1])
-    registry: Registry = Resource.from_contents(definitions) @ Registry()
-    return jsonschema.Draft202012Validator(strict(json.loads(SERVICEMONITOR_SCHEMA.read_text())), registry=registry)
+@pytest.fixture(scope="module")
+def overlay(tree: Path) -> list[Doc]:
+    return render(tree / TREES["overlay"])
 
 
 def validate(doc: Doc) -> None:
-    if doc["kind"] == "ServiceMonitor":
+    if doc["kind"] in ("ServiceMonitor", "PodMonitor"):
         assert doc["apiVersion"] == "monitoring.coreos.com/v1"
-        servicemonitor_validator().validate(doc)
+        monitor_validator(doc["kind"]).validate(doc)
         return
     for version in K8S_VERSIONS:
         kubernetes_validate.validate(doc, version, strict=True)
@@ -84,30 +70,29 @@ def test_every_document_validates(rendered: list[Doc]) -> None:
         validate(doc)
 
 
-def test_validation_catches_mistakes(rendered: list[Doc]) -> None:
+def test_validation_catches_mistakes(overlay: list[Doc]) -> None:
     """The validators are not vacuous: a misspelt field fails in a core kind and in the ServiceMonitor."""
-    deployment = json.loads(json.dumps(one(rendered, "Deployment")))
+    deployment = json.loads(json.dumps(one(overlay, "Deployment")))
     deployment["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {"httpGet": {"path": "/readyz"}}
     with pytest.raises(kubernetes_validate.ValidationError):
         validate(deployment)
-    monitor = json.loads(json.dumps(one(rendered, "ServiceMonitor")))
-    monitor["spec"]["endpoints"][0]["intervall"] = "15s"
+    monitor = json.loads(json.dumps(one(overlay, "ServiceMonitor")))
+    monitor["spec"]["endpoints"][0]["honorLabel"] = True
     with pytest.raises(jsonschema.ValidationError):
         validate(monitor)
-    monitor["spec"]["endpoints"][0] = {"port": 8080}
+    monitor["spec"]["endpoints"][0] = {"port": 9464}
     with pytest.raises(jsonschema.ValidationError):
         validate(monitor)
 
 
-@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (for `kubectl kustomize`) is not installed")
-@pytest.mark.parametrize("tree", sorted(TREES))
-def test_test_renderer_agrees_with_kubectl_kustomize(tree: str) -> None:
-    done = subprocess.run(["kubectl", "kustomize", str(TREES[tree])], capture_output=True, text=True, timeout=60,
-                          check=True)
+@pytest.mark.skipif(kubectl() is None, reason="kubectl (for `kubectl kustomize`) is not installed")
+@pytest.mark.parametrize("name", sorted(TREES))
+def test_test_renderer_agrees_with_kubectl_kustomize(name: str, tree: Path) -> None:
+    """Where kubectl is missing the tests render with their own subset: it must render what kustomize does,
+    hash-suffixed Secret name included."""
     def key(d: Doc) -> tuple[str, str]:
         return d["kind"], d["metadata"]["name"]
-    theirs = sorted((d for d in yaml.safe_load_all(done.stdout) if d), key=key)
-    assert sorted(kustomize.build(TREES[tree]), key=key) == theirs
+    assert sorted(kustomize.build(tree / TREES[name]), key=key) == sorted(render(tree / TREES[name]), key=key)
 
 
 def pod_spec(docs: list[Doc]) -> Doc:
@@ -117,35 +102,38 @@ def pod_spec(docs: list[Doc]) -> Doc:
 
 def container(docs: list[Doc]) -> Doc:
     (c,) = pod_spec(docs)["containers"]
+    assert isinstance(c, dict)
     return c
 
 
-def pod_labels(docs: list[Doc]) -> dict[str, str]:
-    labels: dict[str, str] = one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
-    return labels
+def ports(docs: list[Doc]) -> dict[str, int]:
+    return {p["name"]: p["containerPort"] for p in container(docs)["ports"]}
 
 
-def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
-    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+def config_of(docs: list[Doc]) -> dict[str, Any]:
+    """The jumpgate config the ConfigMap carries (as the gateway reads it, before ${VAR} expansion)."""
+    data: dict[str, Any] = yaml.safe_load(one(docs, "ConfigMap")["data"]["jumpgate.yaml"])
+    return data
 
 
-def test_probes_and_port_match_the_image(rendered: list[Doc]) -> None:
-    c = container(rendered)
-    image = dockerfile.load()
-    (http,) = [p for p in c["ports"] if p["name"] == "http"]
-    assert http["containerPort"] == dockerfile.port(image)
+def test_probes_and_ports_match_the_image_and_the_config(rendered: list[Doc]) -> None:
+    c, image = container(rendered), dockerfile.load()
+    assert ports(rendered)["http"] == dockerfile.port(image)
+    listen = config_of(rendered)["metrics"]["listen"]
+    assert listen == f"0.0.0.0:{ports(rendered)['metrics']}"  # every interface of the pod, on the named port
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     security = pod_spec(rendered)["securityContext"]
     assert security["runAsNonRoot"] is True and security["runAsUser"] == dockerfile.user_id(image)
 
 
-def test_shutdown_drains_for_the_drain_period(rendered: list[Doc]) -> None:
+def test_the_grace_period_covers_the_pre_stop_sleep_the_drain_and_a_margin(rendered: list[Doc]) -> None:
     command = container(rendered)["lifecycle"]["preStop"]["exec"]["command"]
     assert command[0] == "sleep"
-    pre_stop = int(command[1])
-    assert 0 < pre_stop < DRAIN_SECONDS
-    assert pod_spec(rendered)["terminationGracePeriodSeconds"] == pre_stop + DRAIN_SECONDS
+    pre_stop, drain = int(command[1]), float(config_of(rendered)["resilience"]["drain_s"])
+    assert 0 < pre_stop < drain
+    margin = pod_spec(rendered)["terminationGracePeriodSeconds"] - pre_stop - drain
+    assert GRACE_MARGIN_S[0] <= margin <= GRACE_MARGIN_S[1]
 
 
 def test_resources_are_requested_and_bounded(rendered: list[Doc]) -> None:
@@ -154,29 +142,78 @@ def test_resources_are_requested_and_bounded(rendered: list[Doc]) -> None:
     assert "memory" in resources["limits"]
 
 
-def test_config_is_mounted_where_jumpgate_config_points(rendered: list[Doc], tmp_path: Path) -> None:
+def check_config(text: str, tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    sample = tmp_path / "jumpgate.yaml"
+    sample.write_text(text)
+    return subprocess.run([sys.executable, "-m", "service", "check-config", str(sample)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("JUMPGATE_")}
+
+
+def test_config_is_mounted_where_jumpgate_config_points(rendered: list[Doc]) -> None:
     c = container(rendered)
-    config_path = {e["name"]: e.get("value") for e in c["env"]}["JUMPGATE_CONFIG"]
-    directory, file_name = config_path.rsplit("/", 1)
+    directory, file_name = {e["name"]: e.get("value") for e in c["env"]}["JUMPGATE_CONFIG"].rsplit("/", 1)
     (mount,) = [m for m in c["volumeMounts"] if m["mountPath"] == directory]
     (volume,) = [v for v in pod_spec(rendered)["volumes"] if v["name"] == mount["name"]]
     config_map = one(rendered, "ConfigMap")
     assert volume["configMap"]["name"] == config_map["metadata"]["name"]
-    # the config it carries passes the gateway's own validation
-    sample = tmp_path / file_name
-    sample.write_text(config_map["data"][file_name])
-    # the key hash comes from the Secret the Deployment maps into the environment; without it the config is
-    # refused (the pod must not start unauthenticated)
-    secret_env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in c["env"] if "valueFrom" in e}
-    assert secret_env["JUMPGATE_API_KEY_SHA256"] == {"name": "jumpgate-api-keys", "key": "default-sha256"}
-    env = {k: v for k, v in os.environ.items() if k != "JUMPGATE_API_KEY_SHA256"}
-    refused = subprocess.run([sys.executable, "-m", "service", "check-config", str(sample)], cwd=ROOT, env=env,
-                             capture_output=True, text=True, timeout=60, check=False)
-    assert refused.returncode == 1 and "JUMPGATE_API_KEY_SHA256" in refused.stderr
-    env["JUMPGATE_API_KEY_SHA256"] = hashlib.sha256(b"a-test-key").hexdigest()
-    done = subprocess.run([sys.executable, "-m", "service", "check-config", str(sample)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=60, check=False)
+    assert file_name in config_map["data"]
+
+
+def test_the_config_passes_check_config_but_for_the_metrics_listener(rendered: list[Doc], tmp_path: Path) -> None:
+    """Until the gateway reads `metrics.listen` (issue 13) the rest of the config is checked without it; the
+    whole file is checked by the skipped test below."""
+    config = config_of(rendered)
+    assert set(config.pop("metrics")) == {"listen"}
+    done = check_config(yaml.safe_dump(config), tmp_path, {**clean_env(), "JUMPGATE_API_KEY_SHA256": TEST_KEY_SHA256})
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_whole_config_passes_check_config(rendered: list[Doc], tmp_path: Path) -> None:
+    text = one(rendered, "ConfigMap")["data"]["jumpgate.yaml"]
+    done = check_config(text, tmp_path, {**clean_env(), "JUMPGATE_API_KEY_SHA256": TEST_KEY_SHA256})
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_api_key_secret_is_generated_and_wired(overlay: list[Doc]) -> None:
+    """The documented step (api-keys.env from the README's command) gives a Secret holding the key's hash, and
+    the Deployment's required reference names it, hash suffix included, so a new key rolls the pods."""
+    (secret,) = [d for d in overlay if d["kind"] == "Secret"]
+    assert re.fullmatch(r"jumpgate-api-keys-[a-z0-9]{10}", secret["metadata"]["name"])
+    decoded = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    assert decoded == {"default-sha256": TEST_KEY_SHA256}
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container(overlay)["env"] if "valueFrom" in e}
+    ref = refs["JUMPGATE_API_KEY_SHA256"]
+    assert ref == {"name": secret["metadata"]["name"], "key": "default-sha256"}  # `optional` absent: required
+    assert "${JUMPGATE_API_KEY_SHA256}" in one(overlay, "ConfigMap")["data"]["jumpgate.yaml"]
+
+
+def test_the_overlay_does_not_render_without_its_api_keys_file(tree: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "kubernetes"
+    shutil.copytree(tree, copy)
+    (copy / TREES["overlay"] / "api-keys.env").unlink()
+    with pytest.raises(FileNotFoundError, match=r"api-keys\.env does not exist"):
+        kustomize.build(copy / TREES["overlay"])
+    if kubectl() is not None:
+        done = subprocess.run([str(kubectl()), "kustomize", str(copy / TREES["overlay"])], capture_output=True,
+                              text=True, timeout=60, check=False)
+        assert done.returncode != 0 and "api-keys.env" in done.stderr
+
+
+def test_the_gateway_refuses_to_start_without_the_key(overlay: list[Doc], tmp_path: Path) -> None:
+    """A pod whose Secret lacks the key (or an image run without it) gets no JUMPGATE_API_KEY_SHA256: the gateway,
+    started as the image starts it, exits 1 with a line naming the variable instead of serving."""
+    config = tmp_path / "jumpgate.yaml"
+    config.write_text(one(overlay, "ConfigMap")["data"]["jumpgate.yaml"])
+    argv = dockerfile.entrypoint(dockerfile.load())
+    argv[argv.index("--port") + 1] = str(free_port())
+    done = subprocess.run([sys.executable, "-m", "service", *argv[1:], "--config", str(config)], cwd=ROOT,
+                          env=clean_env(), capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "environment variable JUMPGATE_API_KEY_SHA256 is not set" in done.stderr
 
 
 def test_service_account_has_an_irsa_role(rendered: list[Doc]) -> None:
@@ -186,36 +223,60 @@ def test_service_account_has_an_irsa_role(rendered: list[Doc]) -> None:
     assert re.fullmatch(r"arn:aws:iam::\d{12}:role/[\w+=,.@-]+", role)
 
 
+def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
 def test_selectors_agree(rendered: list[Doc]) -> None:
-    labels = pod_labels(rendered)
-    deployment = one(rendered, "Deployment")
-    assert selects(deployment["spec"]["selector"]["matchLabels"], labels)
-    service = one(rendered, "Service")
-    assert selects(service["spec"]["selector"], labels)
+    labels = one(rendered, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert selects(one(rendered, "Deployment")["spec"]["selector"]["matchLabels"], labels)
+    for service in (d for d in rendered if d["kind"] == "Service"):
+        assert selects(service["spec"]["selector"], labels)
+        assert {p["targetPort"] for p in service["spec"]["ports"]} <= set(ports(rendered))
     assert selects(one(rendered, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"], labels)
     assert selects(one(rendered, "NetworkPolicy")["spec"]["podSelector"]["matchLabels"], labels)
-    monitor = one(rendered, "ServiceMonitor")
-    assert selects(monitor["spec"]["selector"]["matchLabels"], service["metadata"]["labels"])
-    assert {e["port"] for e in monitor["spec"]["endpoints"]} <= {p["name"] for p in service["spec"]["ports"]}
-    assert {p["targetPort"] for p in service["spec"]["ports"]} <= {p["name"] for p in container(rendered)["ports"]}
 
 
-def test_hpa_scales_the_deployment_on_cpu_and_inflight_requests(rendered: list[Doc]) -> None:
-    hpa = one(rendered, "HorizontalPodAutoscaler")
+def test_network_policy_opens_the_api_to_clients_and_metrics_to_monitoring_only(rendered: list[Doc]) -> None:
+    rules = one(rendered, "NetworkPolicy")["spec"]["ingress"]
+    by_port = {p["port"]: rule["from"] for rule in rules for p in rule["ports"]}
+    assert set(by_port) == {"http", "metrics"} and set(by_port) <= set(ports(rendered))
+    assert by_port["metrics"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name":
+                                                                           "monitoring"}}}]
+    assert {"podSelector": {}} in by_port["http"]
+
+
+def hpa_metrics(docs: list[Doc]) -> list[Doc]:
+    hpa = one(docs, "HorizontalPodAutoscaler")
     assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
-                                             "name": one(rendered, "Deployment")["metadata"]["name"]}
-    metrics = {m["type"]: m for m in hpa["spec"]["metrics"]}
-    assert metrics["Resource"]["resource"]["name"] == "cpu"
-    assert metrics["Pods"]["pods"]["metric"]["name"] == "jumpgate_inflight_requests"
-    # the PDB lets a node drain proceed at the HPA's minimum
-    pdb = one(rendered, "PodDisruptionBudget")["spec"]
-    assert pdb.get("maxUnavailable", 0) >= 1 or hpa["spec"]["minReplicas"] > pdb["minAvailable"]
+                                             "name": one(docs, "Deployment")["metadata"]["name"]}
+    metrics: list[Doc] = hpa["spec"]["metrics"]
+    return metrics
 
 
-def test_prometheus_adapter_serves_the_hpa_metric() -> None:
-    rules = yaml.safe_load((K8S / "prometheus-adapter" / "rules.yaml").read_text())["rules"]["custom"]
-    hpa = one(kustomize.build(TREES["base"]), "HorizontalPodAutoscaler")
-    wanted = next(m["pods"]["metric"]["name"] for m in hpa["spec"]["metrics"] if m["type"] == "Pods")
+@pytest.mark.parametrize("name", ["base", "overlay"])
+def test_the_hpa_scales_on_cpu_alone_by_default(name: str, tree: Path) -> None:
+    """CPU needs only metrics-server; a Pods metric nobody serves would stop scale-down altogether."""
+    docs = render(tree / TREES[name])
+    (metric,) = hpa_metrics(docs)
+    assert metric["type"] == "Resource" and metric["resource"]["name"] == "cpu"
+    pdb = one(docs, "PodDisruptionBudget")["spec"]
+    assert pdb.get("maxUnavailable", 0) >= 1  # a node drain can proceed at the HPA's minimum
+
+
+def test_the_inflight_component_adds_the_metric_and_names_its_requirement(tree: Path) -> None:
+    metrics = hpa_metrics(render(tree / TREES["inflight"]))
+    assert [m["type"] for m in metrics] == ["Resource", "Pods"]
+    assert metrics[0]["resource"]["name"] == "cpu"
+    assert metrics[1]["pods"]["metric"]["name"] == "jumpgate_inflight_requests"
+    component = (tree / "components" / "hpa-inflight" / "kustomization.yaml").read_text()
+    assert "REQUIRES prometheus-adapter" in component and "prometheus-adapter/rules.yaml" in component
+
+
+def test_prometheus_adapter_serves_the_inflight_metric(tree: Path) -> None:
+    rules = yaml.safe_load((tree / "prometheus-adapter" / "rules.yaml").read_text())["rules"]["custom"]
+    wanted = next(m["pods"]["metric"]["name"] for m in hpa_metrics(render(tree / TREES["inflight"]))
+                  if m["type"] == "Pods")
     served = {}
     for rule in rules:
         series = re.match(r"\s*([a-zA-Z_:][a-zA-Z0-9_:]*)", rule["seriesQuery"]).group(1)  # type: ignore[union-attr]
@@ -225,33 +286,22 @@ def test_prometheus_adapter_serves_the_hpa_metric() -> None:
     assert served[wanted]["resources"]["overrides"]["pod"] == {"resource": "pod"}
 
 
-def test_probe_and_scrape_paths_answer_on_a_real_gateway(rendered: list[Doc], image_server: Proc) -> None:
-    c = container(rendered)
+def test_probe_paths_answer_on_a_real_gateway(overlay: list[Doc], image_server: Proc) -> None:
+    c = container(overlay)
     for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
         assert httpx.get(image_server.url + c[probe]["httpGet"]["path"], timeout=10).status_code == 200
-    (endpoint,) = one(rendered, "ServiceMonitor")["spec"]["endpoints"]
-    metrics = httpx.get(image_server.url + endpoint["path"], timeout=10).text
-    assert re.search(r"^jumpgate_inflight_requests\{", metrics, re.MULTILINE)
 
 
-def test_overlay_sets_namespace_image_and_role() -> None:
-    docs = kustomize.build(TREES["overlay"])
-    namespace = one(docs, "Namespace")["metadata"]["name"]
-    assert all(d["metadata"].get("namespace") == namespace for d in docs if d["kind"] != "Namespace")
-    assert container(docs)["image"].endswith("/jumpgate:0.1.0")
-    assert "REPLACE-ME" not in one(docs, "ServiceAccount")["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
-    assert one(docs, "ServiceMonitor")["metadata"]["labels"]["release"]
+def test_overlay_sets_namespace_image_and_role(overlay: list[Doc]) -> None:
+    namespace = one(overlay, "Namespace")["metadata"]["name"]
+    assert all(d["metadata"].get("namespace") == namespace for d in overlay if d["kind"] != "Namespace")
+    assert container(overlay)["image"].endswith("/jumpgate:0.1.0")
+    assert "REPLACE-ME" not in one(overlay, "ServiceAccount")["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
+    assert one(overlay, "ServiceMonitor")["metadata"]["labels"]["release"]
 
 
-def test_headless_metrics_service_is_what_prometheus_discovers(rendered: list[Doc]) -> None:
-    metrics = one(rendered, "Service", "jumpgate-metrics")
-    assert metrics["spec"]["clusterIP"] == "None"
-    labels = pod_spec_labels(rendered)
-    assert all(labels.get(k) == v for k, v in metrics["spec"]["selector"].items())
-    scrape = (ROOT / "deploy/prometheus/prometheus.yml").read_text()
-    assert "jumpgate-metrics." in scrape
-
-
-def pod_spec_labels(rendered: list[Doc]) -> dict[str, str]:
-    labels: dict[str, str] = one(rendered, "Deployment")["spec"]["template"]["metadata"]["labels"]
-    return labels
+@pytest.mark.skipif(not (ROOT / ".git").exists(), reason="not a git checkout")
+def test_the_api_keys_file_stays_out_of_git() -> None:
+    ignored = subprocess.run(["git", "check-ignore", "-q", "deploy/kubernetes/overlays/example/api-keys.env"],
+                             cwd=ROOT, timeout=30, check=False)
+    assert ignored.returncode == 0

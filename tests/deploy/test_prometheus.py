@@ -56,7 +56,9 @@ def test_promtool_rule_unit_tests() -> None:
 def test_podmonitor_scrapes_the_metrics_path() -> None:
     doc = yaml.safe_load((PROMETHEUS / "podmonitor.yaml").read_text())
     assert doc["kind"] == "PodMonitor"
-    assert doc["spec"]["podMetricsEndpoints"] == [{"port": "http", "path": "/metrics", "interval": "15s"}]
+    # the metrics listener's port, 15 s like prometheus.yml; test_scraping.py counts its targets and labels
+    assert doc["spec"]["podMetricsEndpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "15s",
+                                                   "honorLabels": True}]
 
 
 # --- which series and labels exist -------------------------------------------------------------------------

@@ -7,8 +7,7 @@ import json
 import re
 import signal
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import yaml
 
 from service.config.demo import SIMULATOR_CREDENTIALS
 from tests.e2e.conftest import Sim
-from tests.procs import Proc, start_gateway, start_simulator
+from tests.procs import Proc, poll, start_gateway, start_simulator
 
 pytestmark = pytest.mark.e2e
 
@@ -143,13 +142,6 @@ def test_a_failing_endpoint_opens_its_circuit_and_is_used_after_recovery(stack: 
     finally:
         gw.stop()
 
-
-def poll(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
-    """Wait until `condition()` holds; the deadline only bounds a hang, it never decides the verdict."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached before the deadline"
-        time.sleep(0.02)
 
 
 def refuses_connections(url: str) -> bool:

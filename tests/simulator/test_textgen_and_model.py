@@ -97,12 +97,12 @@ def test_endpoints_from_config(tmp_path: Path) -> None:
     path = tmp_path / "jumpgate.yaml"
     path.write_text(yaml.safe_dump(config))
     got = endpoints_from_config(path)
-    assert got == {
-        "shared-tgi": SimEndpoint("shared-tgi", "tgi", "gpu", 8192, 16),
-        "neuron-ep": SimEndpoint("neuron-ep", "lmi-neuron", "inf2", 2048, 4),
-        "llama-ep": SimEndpoint("llama-ep", "meta-llama", "gpu", 4096, 32, requires_eula=True),
-        "trn-ep": SimEndpoint("trn-ep", "lmi", "inf2", 4096, 32),
-        "t5-ep": SimEndpoint("t5-ep", "text2text", "gpu", 4096, 32),
+    assert got == {  # region: each endpoint's SigV4 scope is checked against aws.region (service/simulator/estate.py)
+        "shared-tgi": SimEndpoint("shared-tgi", "tgi", "gpu", 8192, 16, region="us-east-1"),
+        "neuron-ep": SimEndpoint("neuron-ep", "lmi-neuron", "inf2", 2048, 4, region="us-east-1"),
+        "llama-ep": SimEndpoint("llama-ep", "meta-llama", "gpu", 4096, 32, requires_eula=True, region="us-east-1"),
+        "trn-ep": SimEndpoint("trn-ep", "lmi", "inf2", 4096, 32, region="us-east-1"),
+        "t5-ep": SimEndpoint("t5-ep", "text2text", "gpu", 4096, 32, region="us-east-1"),
     }
 
 

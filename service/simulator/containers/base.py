@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeGuard
 
 import orjson
 
@@ -98,7 +98,7 @@ def is_bool(v: Any) -> bool:
     return isinstance(v, bool)
 
 
-def is_str(v: Any) -> bool:
+def is_str(v: Any) -> TypeGuard[str]:
     return isinstance(v, str)
 
 
