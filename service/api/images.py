@@ -15,8 +15,6 @@ import binascii
 from dataclasses import replace
 from urllib.parse import urlsplit
 
-import aiohttp
-
 from service.canonical import ContentPart, GenerationRequest, ImagePart, Message
 from service.config.images import ImagesConfig
 from service.errors import InvalidParam, echo
@@ -103,6 +101,8 @@ async def _fetch(url: str, where: str, cfg: ImagesConfig) -> bytes:
                            f"images.fetch_allowed_hosts, and {echo(urlsplit(url).netloc)} is not one of them: send the "
                            "image inline as a data: URI, or ask the operator to allow the host", param=where,
                            code="image_url_not_allowed")
+    import aiohttp  # only requests with image URLs need an HTTP client here
+
     timeout = aiohttp.ClientTimeout(total=cfg.fetch_timeout_s)
     try:
         async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url, allow_redirects=False) as resp:

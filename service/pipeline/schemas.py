@@ -5,25 +5,23 @@ meta-schema (the draft the OpenAI API documents and TGI's grammar validation che
 only (a remote `$ref` would make validation fetch a URL the client chose). `validate` checks a model's output
 against it. Both use the `jsonschema` library, except that `pattern` and `patternProperties` are matched with the
 `regex` module under a time limit: a client's pattern such as `(a+)+$` would otherwise let one request hold the
-event loop for seconds in Python's backtracking `re` (hostile input is normal input).
+event loop for seconds in Python's backtracking `re` (hostile input is normal input). The libraries are imported
+on first use: a gateway that never sees a schema does not carry them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from functools import cache
 from typing import Any
-
-import jsonschema  # type: ignore[import-untyped]
-import regex  # type: ignore[import-untyped]
-from jsonschema import validators
-from referencing.exceptions import Unresolvable
 
 #: how long one `pattern` may take to match one string before the match counts as failed
 PATTERN_TIMEOUT_S = 0.05
-_META = jsonschema.Draft202012Validator
 
 
 def _search(pattern: str, text: str) -> bool:
+    import regex  # type: ignore[import-untyped]
+
     try:
         return regex.search(pattern, text, timeout=PATTERN_TIMEOUT_S) is not None
     except TimeoutError:
@@ -33,6 +31,8 @@ def _search(pattern: str, text: str) -> bool:
 
 
 def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[Any]:
+    import jsonschema  # type: ignore[import-untyped]
+
     if isinstance(instance, str) and not _search(pattern, instance):
         yield jsonschema.ValidationError(f"{instance[:64]!r} does not match {pattern[:64]!r}")
 
@@ -46,15 +46,22 @@ def _pattern_properties(validator: Any, patterns: Any, instance: Any, schema: An
                 yield from validator.descend(value, subschema, path=key, schema_path=pattern)
 
 
-_Bounded = validators.extend(_META, {"pattern": _pattern, "patternProperties": _pattern_properties})
+@cache
+def _bounded() -> Any:
+    """Draft 2020-12 with the time-limited pattern keywords (built once, on first use)."""
+    from jsonschema import Draft202012Validator, validators
+
+    return validators.extend(Draft202012Validator, {"pattern": _pattern, "patternProperties": _pattern_properties})
 
 
 def check_schema(schema: Any) -> str | None:
     """None when `schema` is usable, else why not (for a 400)."""
+    import jsonschema
+
     if not isinstance(schema, Mapping):
         return "a JSON Schema must be a JSON object"
     try:
-        _META.check_schema(schema)
+        jsonschema.Draft202012Validator.check_schema(schema)
     except jsonschema.SchemaError as exc:
         where = "/".join(str(p) for p in exc.absolute_path)
         return f"not a valid JSON Schema (draft 2020-12){f' at {where}' if where else ''}: {exc.message[:200]}"
@@ -79,8 +86,11 @@ def _remote_refs(node: Any) -> Iterator[str]:
 
 def validate(instance: Any, schema: Mapping[str, Any]) -> str | None:
     """None when `instance` satisfies `schema`, else the first reason it does not (fed back to the model)."""
+    import jsonschema
+    from referencing.exceptions import Unresolvable
+
     try:
-        error = jsonschema.exceptions.best_match(_Bounded(schema).iter_errors(instance))
+        error = jsonschema.exceptions.best_match(_bounded()(schema).iter_errors(instance))
     except (Unresolvable, jsonschema.exceptions.SchemaError) as exc:
         return f"the schema could not be applied: {str(exc)[:200]}"
     if error is None:
