@@ -6,9 +6,10 @@ turn the answer into a `Generation`; the api renders that back. Nothing else cro
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 Api = Literal["chat", "completions", "generate"]
 
@@ -16,6 +17,7 @@ Api = Literal["chat", "completions", "generate"]
 class FinishReason(StrEnum):
     STOP = "stop"
     LENGTH = "length"
+    TOOL_CALLS = "tool_calls"
     ERROR = "error"
 
 
@@ -26,9 +28,72 @@ class TokenSource(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class TextPart:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ImagePart:
+    """An image, always inline by the time it is canonical: the api fetches remote URLs (service/api/images.py)."""
+
+    url: str          # data:<mime>;base64,<bytes>
+    detail: str = "auto"
+
+
+ContentPart = TextPart | ImagePart
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A call the model made: `arguments` is the JSON text of an object, as the OpenAI API carries it."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
+    """`content` is the text (parts joined); `parts` keeps text and images in order when the message has images;
+    an assistant message may carry `tool_calls`, a tool message answers the call `tool_call_id`."""
+
     role: str
     content: str
+    parts: tuple[ContentPart, ...] = ()
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+
+    @property
+    def images(self) -> tuple[ImagePart, ...]:
+        return tuple(p for p in self.parts if isinstance(p, ImagePart))
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    """A function the model may call; `parameters` is its (validated) JSON Schema."""
+
+    name: str
+    description: str | None
+    parameters: Mapping[str, Any]
+    strict: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ToolChoice:
+    """`none` | `auto` | `required`, or `function` with the one tool it must call."""
+
+    mode: Literal["none", "auto", "required", "function"]
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseFormat:
+    """`json_object` (any JSON object) or `json_schema` (an instance of `schema`); `text` is no format at all."""
+
+    type: Literal["json_object", "json_schema"]
+    schema: Mapping[str, Any] | None = None
+    name: str | None = None
+    strict: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +169,21 @@ class GenerationRequest:
     logprobs: bool = False  # per-token log-probabilities wanted in the answer
     top_logprobs: int = 0   # alternatives per token (0: the chosen token only)
     metadata: Metadata = ()
+    tools: tuple[Tool, ...] = ()
+    tool_choice: ToolChoice | None = None  # None: the API's default (auto with tools)
+    parallel_tool_calls: bool = True
+    response_format: ResponseFormat | None = None
+    #: a JSON Schema the container must constrain its output to (set by the gateway for grammar-capable paths)
+    constraint: Mapping[str, Any] | None = None
+
+    @property
+    def has_images(self) -> bool:
+        return self.messages is not None and any(m.parts for m in self.messages)
+
+    @property
+    def calls_tools(self) -> bool:
+        """Tools are offered and the model may call one (tool_choice is not `none`)."""
+        return bool(self.tools) and (self.tool_choice is None or self.tool_choice.mode != "none")
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +192,7 @@ class Choice:
     finish_reason: FinishReason | None  # None: the container does not report one
     index: int = 0
     logprobs: tuple[TokenLogprob, ...] | None = None  # None: the answer carried no token data
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +256,16 @@ class StreamEnd:
     completion_tokens: int | None = None
 
 
-StreamEvent = TokenDelta | StreamEnd
+@dataclass(frozen=True, slots=True)
+class ToolCallEvent:
+    """One whole tool call of choice `index` (calls are relayed complete, never as argument fragments)."""
+
+    call: ToolCall
+    position: int = 0  # its place among the choice's calls (OpenAI's `tool_calls[].index`)
+    index: int = 0
+
+
+StreamEvent = TokenDelta | ToolCallEvent | StreamEnd
 
 
 @dataclass(frozen=True, slots=True)

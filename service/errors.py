@@ -3,7 +3,8 @@
     GatewayError                       status  type                   retryable  opens circuit
     ├── InvalidRequest                 400     invalid_request_error
     │   ├── InvalidParam               400       (a canonical parameter out of range)
-    │   └── UnsupportedParam           400       (non-neutral value the endpoint cannot take)
+    │   ├── UnsupportedParam           400       (non-neutral value the endpoint cannot take)
+    │   └── UnsupportedFeature         400       (tools, response_format or images the model cannot take)
     ├── AuthenticationError            401     authentication_error
     ├── PermissionDenied               403     permission_error
     │   └── HostNotAllowed             403       (Host header not served without auth: DNS rebinding)
@@ -29,7 +30,9 @@
         ├── UpstreamModelError         502       upstream_error       429/503    5xx  ModelError from the container
         ├── UpstreamRejected           502       upstream_error       no         no   SageMaker ValidationError
         ├── UpstreamTimeout            504     timeout_error          no         yes  no answer in time
-        └── UpstreamStreamError        502       upstream_error       per case   yes  mid-stream failure
+        ├── UpstreamStreamError        502       upstream_error       per case   yes  mid-stream failure
+        └── InvalidModelOutput         502     invalid_model_output   no         no   an emulated tool call or JSON
+                                                                                      still invalid after retries
 
 `client_fault` (a 4xx the gateway decided, before or instead of an upstream call) is derived from the class.
 These are mapped to HTTP responses and SSE error events in one module, `service.api.errors`. Messages say what
@@ -107,6 +110,13 @@ class InvalidParam(InvalidRequest):
 
 class UnsupportedParam(InvalidRequest):
     code = "unsupported_parameter"
+
+
+class UnsupportedFeature(InvalidRequest):
+    """The model (or this endpoint of it) cannot take tools, a response format or images: routing drops such
+    endpoints, and a model with none left answers this 400."""
+
+    code = "unsupported_feature"
 
 
 class AuthenticationError(GatewayError):
@@ -289,6 +299,15 @@ class UpstreamStreamError(UpstreamError):
     def __init__(self, message: str, *, retryable: bool = False) -> None:
         super().__init__(message)
         self.retryable = retryable
+
+
+class InvalidModelOutput(UpstreamError):
+    """The model answered, but not with the tool call or the JSON the request needs, even after the configured
+    retries with the validation error as feedback. The endpoint is healthy: no retry elsewhere, no circuit."""
+
+    type = "invalid_model_output"
+    code = "invalid_model_output"
+    kind = "invalid_output"
 
 
 class UpstreamNoCapacity(UpstreamThrottled):

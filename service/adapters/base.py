@@ -12,6 +12,7 @@ from typing import Any, Protocol, TypeGuard
 
 import orjson
 
+from service.adapters.features import FeatureTable
 from service.adapters.logprobs import TokenTable
 from service.adapters.params import Rules, Sampling, WireParams
 from service.canonical import Choice, Decoded, FinishReason, GenerationRequest, StreamEvent
@@ -32,6 +33,8 @@ class Adapter(Protocol):
     reports_counts: bool
     #: the token log-probabilities its answers carry, per container variant (empty: none)
     token_data: TokenTable
+    #: tools, constrained JSON and images, per container kind (service/adapters/features.py)
+    features: FeatureTable
 
     def encode(self, req: GenerationRequest, spec: PromptSpec, wire: WireParams) -> Payload:
         """Build the container payload. `wire.values` holds the normalized parameters under wire names."""

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from service.adapters.base import json_payload, load_json, shape_error, text_choice
+from service.adapters.features import ANY, Features, FeatureTable
 from service.adapters.logprobs import TokenTable
 from service.adapters.params import (
     BEST_EFFORT,
@@ -42,6 +43,7 @@ class JumpStartAdapter:
     can_stream = False
     reports_counts = False  # no token counts: the gateway counts them
     token_data: TokenTable = {}  # no token data either (openai-surface.md 3.4)
+    features: FeatureTable = {ANY: Features()}  # dialogs of text: tools and JSON through the prompt, if configured
     sampling = Sampling(greedy={"temperature": GREEDY_TEMPERATURE}, sample={})
     rules: Rules = {
         "max_new_tokens": native("max_new_tokens", Range(lo=1)),

@@ -24,6 +24,7 @@ from service.adapters.base import (
     text_choice,
 )
 from service.adapters.decoders import JsonLineDecoder
+from service.adapters.features import Features, FeatureTable
 from service.adapters.logprobs import ANY, TokenData, TokenTable, from_details, from_token
 from service.adapters.params import UNSUPPORTED, Range, Rules, Sampling, WireParams, native
 from service.canonical import Choice, Decoded, GenerationRequest, StreamEnd, StreamEvent, TokenDelta
@@ -38,6 +39,7 @@ class LmiAdapter:
     name = "lmi"
     can_stream = True
     reports_counts = True  # prompt and completion tokens in every non-streaming answer
+    features: FeatureTable = {ANY: Features()}  # text in, text out: tools and JSON through the prompt
     #: vLLM / lmi-dist report prompt tokens in `details.prefill` when asked; NeuronX does not take it
     prefill_details = True
     #: vLLM's max_logprobs (20 unless launched otherwise; openai-surface.md marks the default unverified)

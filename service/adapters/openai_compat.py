@@ -8,6 +8,7 @@ LoRA adapter id, so "tgi" is sent. Usage is always present in non-streaming answ
 Logprobs (openai-surface.md 3.2, 3.3): TGI caps `top_logprobs` at MAX_TOP_N_TOKENS (5) and includes special tokens;
 LMI's rolling-batch chat returns one alternative whatever was asked, in a malformed shape that is repaired;
 LMI async mode is vLLM's own OpenAI server.
+Tools, images and constrained output: service/adapters/openai_tools.py.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from service.adapters.base import (
     stream_failure,
 )
 from service.adapters.decoders import JsonLineDecoder
+from service.adapters.features import TGI_PAYLOAD_LIMIT, Features, FeatureTable, ImageSupport, ToolSupport
 from service.adapters.logprobs import ANY, TokenData, TokenTable, from_openai
+from service.adapters.openai_tools import ToolCallCollector, message_body, tool_calls, tool_fields
 from service.adapters.params import (
     EMULATED,
     UNSUPPORTED,
@@ -47,6 +50,13 @@ class OpenAICompatAdapter:
     reports_counts = True  # prompt and completion tokens in every non-streaming answer
     token_data: TokenTable = {ANY: TokenData(5, launch_option=True), "lmi": TokenData(1),
                               "lmi-async": TokenData(20, launch_option=True)}
+    features: FeatureTable = {
+        ANY: Features(tools=ToolSupport.NATIVE, tools_since="2.4.0", tools_need_grammar=True, grammar=True,
+                      grammar_with_tools=False, images=ImageSupport.PARTS, payload_limit=TGI_PAYLOAD_LIMIT),
+        "lmi": Features(tools=ToolSupport.NATIVE, tools_need_parser=True, required_native=False,
+                        images=ImageSupport.PARTS, raw_prompts=False),
+        "lmi-async": Features(tools=ToolSupport.NATIVE, tools_need_parser=True, images=ImageSupport.PARTS),
+    }
     sampling = Sampling(greedy={"temperature": 0}, sample={})
     rules: Rules = {
         "max_new_tokens": native("max_tokens", Range(lo=1)),
@@ -67,7 +77,9 @@ class OpenAICompatAdapter:
     def encode(self, req: GenerationRequest, spec: PromptSpec, wire: WireParams) -> Payload:
         body: dict[str, Any] = {"model": "tgi", **wire.values}
         if req.messages is not None:
-            body["messages"] = [{"role": m.role, "content": m.content} for m in req.messages]
+            body["messages"] = [message_body(m) if m.parts or m.tool_calls or m.tool_call_id is not None
+                                else {"role": m.role, "content": m.content} for m in req.messages]
+            tool_fields(req, body)
         else:
             body["prompt"] = req.prompt or ""
         if req.logprobs:
@@ -111,6 +123,7 @@ class OpenAIStream(JsonLineDecoder):
         super().__init__()
         self._finish: dict[int, FinishReason | None] = {}
         self._usage: dict[str, Any] | None = None
+        self._calls = ToolCallCollector()
 
     def events(self, obj: dict[str, Any]) -> list[StreamEvent]:
         if obj.get("error") is not None:
@@ -123,6 +136,8 @@ class OpenAIStream(JsonLineDecoder):
             if isinstance(text, str) and text:
                 entries = from_openai(item.get("logprobs")) if self.with_logprobs else None
                 out.append(TokenDelta(text, index, entries or ()))
+            if isinstance(delta, dict) and delta.get("tool_calls"):
+                self._calls.add(index, delta["tool_calls"])
             if item.get("finish_reason"):
                 self._finish[index] = finish_reason(item["finish_reason"])
         if isinstance(obj.get("usage"), dict):
@@ -130,11 +145,12 @@ class OpenAIStream(JsonLineDecoder):
         return out
 
     def end(self) -> list[StreamEvent]:
-        if not self._finish and self._usage is None:
+        # TGI >= 3.2 sends no chunk with a finish_reason after a tool call: the calls end the stream then
+        if not self._finish and self._usage is None and not self._calls:
             return []  # no final chunk: the gateway reports an incomplete stream
         usage = self._usage or {}
-        return [StreamEnd(self._finish.get(0), int_or_none(usage.get("prompt_tokens")),
-                          int_or_none(usage.get("completion_tokens")))]
+        return [*self._calls.calls(), StreamEnd(self._finish.get(0), int_or_none(usage.get("prompt_tokens")),
+                                                int_or_none(usage.get("completion_tokens")))]
 
 
 def _choice(item: Any, position: int, logprobs: bool) -> Choice:
@@ -144,5 +160,5 @@ def _choice(item: Any, position: int, logprobs: bool) -> Choice:
     text = message.get("content") if isinstance(message, dict) else item.get("text")
     index = int_or_none(item.get("index"))
     return Choice(text=text if isinstance(text, str) else "", finish_reason=finish_reason(item.get("finish_reason")),
-                  index=position if index is None else index,
+                  index=position if index is None else index, tool_calls=tool_calls(item, message),
                   logprobs=from_openai(item.get("logprobs")) if logprobs else None)

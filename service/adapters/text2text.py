@@ -8,6 +8,7 @@ Wire facts (wire-formats.md 5): parameters sit at the top level of the JSON body
 from __future__ import annotations
 
 from service.adapters.base import json_payload, load_json, shape_error, text_choice
+from service.adapters.features import ANY, Features, FeatureTable, ToolSupport
 from service.adapters.logprobs import TokenTable
 from service.adapters.params import EMULATED, UNSUPPORTED, Range, Rules, Sampling, WireParams, native
 from service.canonical import Decoded, GenerationRequest
@@ -23,6 +24,8 @@ class Text2TextAdapter:
     can_stream = False
     reports_counts = False  # no token counts: the gateway counts them
     token_data: TokenTable = {}  # no token data either (openai-surface.md 3.4)
+    #: FLAN-T5 follows no tool or JSON format (openai-surface.md 8): tools and structured output are refused
+    features: FeatureTable = {ANY: Features(tools=ToolSupport.NONE, prompts=False)}
     sampling = Sampling(greedy={"do_sample": False}, sample={"do_sample": True})
     rules: Rules = {
         "max_new_tokens": native("max_length", Range(lo=1)),

@@ -7,6 +7,8 @@ defaults `return_full_text` to true for text-generation models, so it is always 
 `details` (+ `decoder_input_details` when not streaming) are requested so token counts are exact; they carry
 each token's logprob, and `top_n_tokens` (at most MAX_TOP_N_TOKENS, 5 by default) adds alternatives
 (openai-surface.md 3.2).
+A JSON Schema the output must satisfy is sent as `parameters.grammar` `{type: json, value}` (TGI >= 1.4.3,
+openai-surface.md 2.2); images as markdown `![](data:...)` in `inputs` (section 4).
 """
 
 from __future__ import annotations
@@ -24,10 +26,11 @@ from service.adapters.base import (
     text_choice,
 )
 from service.adapters.decoders import JsonLineDecoder
+from service.adapters.features import TGI_PAYLOAD_LIMIT, Features, FeatureTable, ImageSupport
 from service.adapters.logprobs import ANY, TokenData, TokenTable, from_details, from_token
 from service.adapters.params import EMULATED, UNSUPPORTED, Range, Rules, Sampling, WireParams, native
 from service.canonical import Decoded, GenerationRequest, StreamEnd, StreamEvent, TokenDelta
-from service.prompts.render import PromptSpec, render_text
+from service.prompts.render import PromptSpec, markdown_images, render_text
 from service.transport.base import Payload, RawResponse
 
 POSITIVE = Range(lo=0, lo_open=True)
@@ -38,6 +41,8 @@ class TgiAdapter:
     can_stream = True
     reports_counts = True  # prompt and completion tokens in every non-streaming answer
     token_data: TokenTable = {ANY: TokenData(5, launch_option=True)}
+    features: FeatureTable = {
+        ANY: Features(grammar=True, images=ImageSupport.MARKDOWN, payload_limit=TGI_PAYLOAD_LIMIT)}
     sampling = Sampling(greedy={"do_sample": False}, sample={"do_sample": True})
     rules: Rules = {
         "max_new_tokens": native("max_new_tokens", Range(lo=1)),
@@ -63,7 +68,10 @@ class TgiAdapter:
             parameters["decoder_input_details"] = True
         if req.logprobs and req.top_logprobs:
             parameters["top_n_tokens"] = req.top_logprobs
-        return json_payload({"inputs": render_text(req, spec), "parameters": parameters, "stream": req.stream})
+        if req.constraint is not None:
+            parameters["grammar"] = {"type": "json", "value": req.constraint}
+        text = render_text(markdown_images(req) if req.has_images else req, spec)
+        return json_payload({"inputs": text, "parameters": parameters, "stream": req.stream})
 
     def decode(self, raw: RawResponse) -> Decoded:
         return self._decode(raw, logprobs=False)

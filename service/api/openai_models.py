@@ -9,14 +9,32 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from typing import Annotated, Any, ClassVar, Literal
+from dataclasses import replace
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from service.api import defaults
 from service.api.defaults import Default
-from service.canonical import GenerationRequest, Message, Metadata, SamplingParams
-from service.errors import InvalidParam
+from service.api.tool_models import (
+    ResponseFormatWire,
+    ToolCallWire,
+    ToolChoiceWire,
+    ToolSpec,
+    response_format,
+    tool_choice,
+    tools_of,
+)
+from service.canonical import (
+    ContentPart,
+    GenerationRequest,
+    ImagePart,
+    Message,
+    Metadata,
+    SamplingParams,
+    TextPart,
+)
+from service.errors import InvalidParam, echo
 
 MAX_STOP = 16
 MAX_N = 16
@@ -107,27 +125,85 @@ class _OpenAICommon(_Sampling, WireRequest):
         return given[0] if given else None
 
 
-class ContentPart(_Strict):
+class TextContent(_Strict):
     type: Literal["text"]
     text: str
 
 
-class ChatMessage(_Strict):
-    role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[ContentPart]
-    name: str | None = None
+class ImageURL(_Strict):
+    url: Annotated[str, Field(min_length=1)]
+    detail: Literal["auto", "low", "high"] = "auto"
 
-    def canonical(self) -> Message:
-        content = self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
-        return Message("system" if self.role == "developer" else self.role, content)
+
+class ImageContent(_Strict):
+    type: Literal["image_url"]
+    image_url: ImageURL
+
+
+Part = Annotated[TextContent | ImageContent, Field(discriminator="type")]
+_ROLES_WITH_IMAGES = ("user", "tool")
+
+
+class ChatMessage(_Strict):
+    """One message. `content` may be null, absent or "" on an assistant message that carries `tool_calls`; a
+    `tool` message answers one call by `tool_call_id`; images (`image_url` parts) come from users and tools."""
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[Part] | None = None
+    name: str | None = None
+    tool_calls: Annotated[list[ToolCallWire], Field(max_length=128)] | None = None
+    tool_call_id: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    refusal: str | None = None  # sent back by clients that replay an answer's message; not forwarded
+
+    def canonical(self, position: int) -> Message:
+        self._check(position)
+        role = "system" if self.role == "developer" else self.role
+        calls = tuple(c.canonical() for c in self.tool_calls or ())
+        if not isinstance(self.content, list):
+            return Message(role, self.content or "", tool_calls=calls, tool_call_id=self.tool_call_id)
+        parts: tuple[ContentPart, ...] = tuple(
+            TextPart(p.text) if isinstance(p, TextContent) else ImagePart(p.image_url.url, p.image_url.detail)
+            for p in self.content)
+        text = "".join(p.text for p in parts if isinstance(p, TextPart))
+        keep = parts if any(isinstance(p, ImagePart) for p in parts) else ()
+        return Message(role, text, parts=keep, tool_calls=calls, tool_call_id=self.tool_call_id)
+
+    def _check(self, i: int) -> None:
+        where = f"messages[{i}]"
+        if self.role == "tool" and self.tool_call_id is None:
+            raise InvalidParam(f"`{where}.tool_call_id` is required on a tool message: name the call it answers",
+                               param=f"{where}.tool_call_id")
+        if self.role != "tool" and self.tool_call_id is not None:
+            raise InvalidParam(f"`{where}.tool_call_id` belongs on tool messages only", param=f"{where}.tool_call_id")
+        if self.tool_calls and self.role != "assistant":
+            raise InvalidParam(f"`{where}.tool_calls` belongs on assistant messages only", param=f"{where}.tool_calls")
+        if self.content is None and not (self.role == "assistant" and self.tool_calls):
+            raise InvalidParam(f"`{where}.content` is required (only an assistant message with tool_calls may "
+                               "leave it out)", param=f"{where}.content")
+        if isinstance(self.content, list) and self.role not in _ROLES_WITH_IMAGES:
+            j = next((j for j, p in enumerate(self.content) if isinstance(p, ImageContent)), None)
+            if j is not None:
+                raise InvalidParam(f"`{where}.content[{j}]`: images are accepted in user and tool messages only",
+                                   param=f"{where}.content[{j}]")
+
+
+def check_tool_history(messages: tuple[Message, ...]) -> None:
+    """Every tool message answers a call an earlier assistant message made."""
+    calls: set[str] = set()
+    for i, m in enumerate(messages):
+        calls.update(c.id for c in m.tool_calls)
+        if m.role == "tool" and m.tool_call_id not in calls:
+            raise InvalidParam(f"`messages[{i}].tool_call_id` {echo(m.tool_call_id)} answers no tool call of an "
+                               "earlier assistant message: send the assistant message with its tool_calls first, "
+                               "or fix the id", param=f"messages[{i}].tool_call_id")
 
 
 class ChatCompletionRequest(_OpenAICommon):
     messages: Annotated[list[ChatMessage], Field(min_length=1, max_length=1000)]
     max_completion_tokens: PosInt | None = None
-    response_format: dict[str, Any] | None = None
-    tools: list[Any] | None = None
-    tool_choice: Any = None
+    response_format: ResponseFormatWire | None = None
+    tools: list[ToolSpec] | None = None
+    tool_choice: ToolChoiceWire | None = None
     parallel_tool_calls: bool | None = None
     logprobs: bool | None = None
     top_logprobs: Annotated[int, Field(ge=0, le=MAX_TOP_LOGPROBS)] | None = None
@@ -136,23 +212,25 @@ class ChatCompletionRequest(_OpenAICommon):
     default_only: ClassVar[Mapping[str, Default]] = defaults.CHAT
 
     @model_validator(mode="after")
-    def _no_tools(self) -> ChatCompletionRequest:
-        if self.tools or self.tool_choice not in (None, "none"):
-            raise InvalidParam("tool calling is not supported by jumpgate yet: remove `tools`", param="tools")
-        if self.response_format not in (None, {"type": "text"}):
-            raise InvalidParam("`response_format` other than text is not supported yet: remove it",
-                               param="response_format")
+    def _logprobs_asked(self) -> ChatCompletionRequest:
         if self.top_logprobs and not self.logprobs:
             raise InvalidParam("`top_logprobs` needs `logprobs` true: set it, or leave top_logprobs out",
                                param="top_logprobs")
         return self
 
     def to_canonical(self, request_id: str) -> GenerationRequest:
+        messages = tuple(m.canonical(i) for i, m in enumerate(self.messages))
+        if any(m.role == "tool" for m in messages):
+            check_tool_history(messages)
+        tools = tools_of(self.tools)
         return GenerationRequest(
             model=self.model, api="chat", params=self.sampling(self._max_new(self.max_completion_tokens), self.n),
-            messages=tuple(m.canonical() for m in self.messages), stream=self.stream,
+            messages=messages, stream=self.stream,
             include_usage=bool(self.stream_options and self.stream_options.include_usage), request_id=request_id,
             logprobs=bool(self.logprobs), top_logprobs=self.top_logprobs or 0, metadata=self._metadata(),
+            tools=tools, tool_choice=tool_choice(self.tool_choice, tools),
+            parallel_tool_calls=self.parallel_tool_calls is not False,
+            response_format=response_format(self.response_format),
         )
 
 
@@ -196,11 +274,25 @@ class GenerateRequest(WireRequest):
     context: str | None = None
     parameters: GenerateParameters = GenerateParameters()
     stream: bool = False
+    tools: list[ToolSpec] | None = None
+    tool_choice: ToolChoiceWire | None = None
+    response_format: ResponseFormatWire | None = None
 
     def to_canonical(self, request_id: str) -> GenerationRequest:
         p = self.parameters
-        return GenerationRequest(
+        tools = tools_of(self.tools)
+        fmt = response_format(self.response_format)
+        req = GenerationRequest(
             model=self.model, api="generate", params=p.sampling(p.max_new_tokens, p.num_return_sequences),
             prompt=self.inputs, context=self.context, stream=self.stream, include_usage=True,
-            request_id=request_id,
+            request_id=request_id, tools=tools, tool_choice=tool_choice(self.tool_choice, tools),
+            response_format=fmt,
         )
+        return as_conversation(req) if tools or fmt else req
+
+
+def as_conversation(req: GenerationRequest) -> GenerationRequest:
+    """Tools and output formats are rendered into a conversation, so the native API's `inputs` becomes the user's
+    message there (and `context`, for instruction templates, a system message before it)."""
+    head = (Message("system", req.context),) if req.context else ()
+    return replace(req, messages=(*head, Message("user", req.prompt or "")), prompt=None, context=None)

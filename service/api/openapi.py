@@ -18,7 +18,7 @@ from service.api.embeddings import EMBEDDINGS_PATH
 from service.api.routes import GENERATION_ROUTES
 from service.canonical import Api
 
-Finish = Literal["stop", "length", "error"]
+Finish = Literal["stop", "length", "tool_calls", "error"]
 
 
 class ErrorDetail(BaseModel):
@@ -38,9 +38,21 @@ class UsageOut(BaseModel):
     total_tokens: int
 
 
+class CalledFunction(BaseModel):
+    name: str
+    arguments: str  # a JSON object, as text
+
+
+class ToolCallOut(BaseModel):
+    id: str
+    type: Literal["function"]
+    function: CalledFunction
+
+
 class AssistantMessage(BaseModel):
     role: Literal["assistant"]
-    content: str
+    content: str | None  # null when the answer is tool calls only
+    tool_calls: list[ToolCallOut] | None = None
 
 
 class TopLogprobOut(BaseModel):
@@ -105,6 +117,7 @@ class GenerationOut(BaseModel):
     index: int
     text: str
     finish_reason: Finish
+    tool_calls: list[ToolCallOut] | None = None
 
 
 class GenerateOut(BaseModel):

@@ -8,11 +8,13 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
+from service.adapters.features import ImageSupport
 from service.api import logprobs
-from service.canonical import Generation, GenerationRequest
+from service.canonical import Choice, Generation, GenerationRequest
+from service.pipeline.capabilities import Capabilities
 from service.pipeline.catalog import Model
 from service.pipeline.embedding_catalog import EmbeddingModel
-from service.pipeline.streaming import GatewayStream
+from service.pipeline.streaming import AnswerStream
 from service.telemetry.amortized import TokenWindow
 
 
@@ -41,7 +43,7 @@ def headers(gen: Generation) -> dict[str, str]:
     return out
 
 
-def stream_headers(stream: GatewayStream) -> dict[str, str]:
+def stream_headers(stream: AnswerStream) -> dict[str, str]:
     """Sent before the first token: usage, token source and cost arrive in the stream's final chunk."""
     out = {"x-jumpgate-endpoint": stream.endpoint.id, "x-jumpgate-attempts": str(stream.attempts),
            "cache-control": "no-cache", "x-accel-buffering": "no"}
@@ -57,12 +59,23 @@ def chat_completion(req: GenerationRequest, gen: Generation) -> dict[str, Any]:
         "created": int(time.time()),
         "model": req.model,
         "choices": [
-            {"index": c.index, "message": {"role": "assistant", "content": c.text},
-             "finish_reason": c.finish_reason, "logprobs": logprobs.chat(c.logprobs)}
+            {"index": c.index, "message": _message(c), "finish_reason": c.finish_reason,
+             "logprobs": logprobs.chat(c.logprobs)}
             for c in gen.choices
         ],
         "usage": gen.usage.as_dict(),
     }
+
+
+def _message(c: Choice) -> dict[str, Any]:
+    if not c.tool_calls:
+        return {"role": "assistant", "content": c.text}
+    return {"role": "assistant", "content": c.text or None, "tool_calls": tool_calls(c)}
+
+
+def tool_calls(c: Choice) -> list[dict[str, Any]]:
+    return [{"id": t.id, "type": "function", "function": {"name": t.name, "arguments": t.arguments}}
+            for t in c.tool_calls]
 
 
 def completion(req: GenerationRequest, gen: Generation) -> dict[str, Any]:
@@ -85,7 +98,7 @@ def native(req: GenerationRequest, gen: Generation) -> dict[str, Any]:
         "id": req.request_id,
         "model": req.model,
         "endpoint": gen.endpoint,
-        "generations": [{"index": c.index, "text": c.text, "finish_reason": c.finish_reason} for c in gen.choices],
+        "generations": [_generation(c) for c in gen.choices],
         "usage": gen.usage.as_dict(with_source=True),
         "cost_usd": gen.cost_usd,
         "attempts": gen.attempts,
@@ -109,11 +122,22 @@ def model_entry(model: Model | EmbeddingModel, window: TokenWindow) -> dict[str,
              "price_model": ep.price.kind, "region": ep.region, "credentials": ep.credentials,
              "streaming": ep.can_stream,
              "logprobs": None if ep.token_data is None else {"max_top_logprobs": ep.token_data.max_top},
+             **_features(ep.capabilities),
              "amortized_cost_per_1m_tokens_usd": window.cost_per_million(ep.id, ep.endpoint_price_per_hour),
              "amortized_window_s": window.window_s}
             for ep, weight in model.targets
         ],
     }
+
+
+def _features(c: Capabilities) -> dict[str, Any]:
+    """How the endpoint serves tools, JSON output and images: `native`, `prompt` (emulated by the gateway), or
+    None (refused with a 400)."""
+    tools = "native" if c.native_tools else "prompt" if c.tool_format is not None else None
+    json_output = "grammar" if c.grammar else "prompt" if c.tool_format is not None or c.native_tools else None
+    return {"tools": tools, "tool_format": c.tool_format.name if c.tool_format else None,
+            "json_schema_output": json_output,
+            "images": None if c.images is ImageSupport.NONE else {"max_images": c.max_images}}
 
 
 def _embedding_entry(model: EmbeddingModel, window: TokenWindow) -> dict[str, Any]:
@@ -132,3 +156,8 @@ def _embedding_entry(model: EmbeddingModel, window: TokenWindow) -> dict[str, An
             for ep, weight in model.targets
         ],
     }
+def _generation(c: Choice) -> dict[str, Any]:
+    out: dict[str, Any] = {"index": c.index, "text": c.text, "finish_reason": c.finish_reason}
+    if c.tool_calls:
+        out["tool_calls"] = tool_calls(c)
+    return out

@@ -14,10 +14,12 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response, StreamingResponse
 
+from service.adapters.features import ImageSupport
 from service.api import render
 from service.api.deps import state_of
 from service.api.finish import Finisher
 from service.api.guards import check_json_body
+from service.api.images import inline_images
 from service.api.openai_models import ChatCompletionRequest, CompletionRequest, GenerateRequest, WireRequest
 from service.api.sse import sse_frames
 from service.api.wire import check_size, parse_body
@@ -61,6 +63,8 @@ async def _serve(request: Request, api: Api, wire_model: type[WireRequest], rend
         trace.stream, trace.metadata = req.stream, req.metadata
         state.auth.authorize(tenant, req.model)
         await state.limiter.admit(tenant)
+        if req.has_images and _takes_images(gateway.catalog, req.model):
+            req = await inline_images(req, state.settings.config.images)
         if req.stream:
             stream = await gateway.open_stream(req, trace)
             handed_to_stream = True
@@ -90,6 +94,12 @@ def _parse(request: Request, body: bytes, wire_model: type[WireRequest], limits:
     check_size(req, limits)
     timeout = request.headers.get(TIMEOUT_HEADER)
     return req if timeout is None else replace(req, timeout_s=client_timeout(timeout))
+
+
+def _takes_images(catalog: Catalog, model: str) -> bool:
+    """Images are fetched and checked only for a model with a vision target; routing refuses the others."""
+    found = catalog.models.get(model)
+    return found is not None and any(ep.capabilities.images is not ImageSupport.NONE for ep, _ in found.targets)
 
 
 async def read_body(request: Request) -> bytes:

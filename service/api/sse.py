@@ -18,9 +18,9 @@ import orjson
 from service.api import logprobs
 from service.api.errors import error_event, unexpected_event
 from service.api.finish import Finisher
-from service.canonical import GenerationRequest, StreamFinal, TokenDelta
+from service.canonical import GenerationRequest, StreamFinal, TokenDelta, ToolCallEvent
 from service.errors import GatewayError
-from service.pipeline.streaming import GatewayStream
+from service.pipeline.streaming import AnswerStream
 
 log = logging.getLogger("jumpgate.sse")
 
@@ -35,7 +35,7 @@ def frame(data: Chunk) -> bytes:
 class ChunkShape:
     """How one API spells a token chunk and a final chunk."""
 
-    def __init__(self, req: GenerationRequest, stream: GatewayStream) -> None:
+    def __init__(self, req: GenerationRequest, stream: AnswerStream) -> None:
         self.req = req
         self.stream = stream
         self.base: Chunk = {"id": req.request_id, "created": int(time.time()), "model": req.model}
@@ -46,6 +46,16 @@ class ChunkShape:
     def token(self, delta: TokenDelta) -> Chunk:
         return {**self.base, "index": delta.index, "text": delta.text}
 
+    def tool_call(self, event: ToolCallEvent) -> Chunk:
+        return {**self.base, "index": event.index, "tool_calls": [call_json(event)]}
+
+    def frames(self, event: ToolCallEvent | StreamFinal, texts: list[str]) -> list[bytes]:
+        """The frames of a tool call, or of the final event (the last thing a stream yields) and [DONE]."""
+        if isinstance(event, ToolCallEvent):
+            texts.append(f"{event.call.name}({event.call.arguments})")
+            return [frame(self.tool_call(event))]
+        return [*(frame(chunk) for chunk in self.final(event)), DONE]
+
     def final(self, final: StreamFinal) -> list[Chunk]:
         return [{**self.base, "finish_reason": final.finish_reason, "endpoint": self.stream.endpoint.id,
                  "usage": final.usage.as_dict(with_source=True),
@@ -53,7 +63,7 @@ class ChunkShape:
 
 
 class ChatShape(ChunkShape):
-    def __init__(self, req: GenerationRequest, stream: GatewayStream) -> None:
+    def __init__(self, req: GenerationRequest, stream: AnswerStream) -> None:
         super().__init__(req, stream)
         self.base = {**self.base, "id": f"chatcmpl-{req.request_id}", "object": "chat.completion.chunk"}
 
@@ -69,6 +79,11 @@ class ChatShape(ChunkShape):
         entries = logprobs.chat(delta.logprobs) if self.stream.plan.logprobs is not None else None
         return self._choice({"content": delta.text}, index=delta.index, entries=entries)
 
+    def tool_call(self, event: ToolCallEvent) -> Chunk:
+        # a whole call in one delta: index on it, id, type and name with it (the OpenAI SDK's stream helpers
+        # and LangChain accumulate this as they accumulate fragments)
+        return self._choice({"tool_calls": [call_json(event)]}, index=event.index)
+
     def final(self, final: StreamFinal) -> list[Chunk]:
         chunks = [self._choice({}, final.finish_reason)]
         if self.req.include_usage:
@@ -77,7 +92,7 @@ class ChatShape(ChunkShape):
 
 
 class CompletionShape(ChunkShape):
-    def __init__(self, req: GenerationRequest, stream: GatewayStream) -> None:
+    def __init__(self, req: GenerationRequest, stream: AnswerStream) -> None:
         super().__init__(req, stream)
         self.base = {**self.base, "id": f"cmpl-{req.request_id}", "object": "text_completion"}
         self.offset = 0  # characters of tokens sent so far: the legacy shape's text_offset
@@ -101,12 +116,18 @@ class CompletionShape(ChunkShape):
         return chunks
 
 
-SHAPES: dict[str, Callable[[GenerationRequest, GatewayStream], ChunkShape]] = {
+def call_json(event: ToolCallEvent) -> Chunk:
+    call = event.call
+    return {"index": event.position, "id": call.id, "type": "function",
+            "function": {"name": call.name, "arguments": call.arguments}}
+
+
+SHAPES: dict[str, Callable[[GenerationRequest, AnswerStream], ChunkShape]] = {
     "chat": ChatShape, "completions": CompletionShape, "generate": ChunkShape,
 }
 
 
-async def sse_frames(req: GenerationRequest, stream: GatewayStream, done: Finisher) -> AsyncIterator[bytes]:
+async def sse_frames(req: GenerationRequest, stream: AnswerStream, done: Finisher) -> AsyncIterator[bytes]:
     """The response body of a streaming request. Records the trace when the stream ends, however it ends:
     finished, failed mid-stream, or abandoned by the client (status 499, the usual "client closed")."""
     shape = SHAPES[req.api](req, stream)
@@ -121,8 +142,7 @@ async def sse_frames(req: GenerationRequest, stream: GatewayStream, done: Finish
                     texts.append(event.text)
                     out.append(frame(shape.token(event)))
                 else:
-                    out.extend(frame(chunk) for chunk in shape.final(event))
-                    out.append(DONE)  # the final event is the last thing events() yields
+                    out.extend(shape.frames(event, texts))
             yield b"".join(out)  # one write per upstream read, however many tokens it carried
             out = []
         completed = True

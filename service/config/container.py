@@ -18,6 +18,7 @@ endpoints:
       vision: false                 # a vision-language model (Llama 3.2 Vision)
       max_images: 1                 # images per prompt the model accepts
       max_top_logprobs: 5           # TGI MAX_TOP_N_TOKENS / vLLM max_logprobs, when launched with another value
+      payload_limit: 2000000        # request bytes the container accepts (TGI PAYLOAD_LIMIT; default per schema)
       max_batch_size: 32            # TEI --max-client-batch-size: inputs per call
       matryoshka: false             # embeddings may be truncated to `dimensions` and re-normalized
 ```
@@ -46,6 +47,7 @@ class ContainerConfig(BaseModel):
     vision: bool = False
     max_images: int = Field(1, ge=1, le=32)
     max_top_logprobs: int | None = Field(None, ge=0, le=20)
+    payload_limit: int | None = Field(None, ge=1024, le=6 * 1024 * 1024)
     max_batch_size: int = Field(32, ge=1, le=2048)
     matryoshka: bool = False
 

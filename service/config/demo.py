@@ -2,6 +2,13 @@
 on TEI), all served by the embedded simulator. Endpoint names match the simulator's demo endpoints. Also what
 the demo and the standalone simulator print for a user: the banners, and the config as a file
 (`jumpgate demo-config`).
+
+Container facts are the versions the simulator plays by default (TGI 3.3.7 with grammar support, LMI 0.33.0
+rolling batch), so the Llama 3 models get what their containers allow: native tools and `response_format` on the
+TGI Messages API, grammar-constrained JSON and Meta's JSON tool format through the prompt on TGI generate, the
+same tool format (a Llama 3 fine-tune keeps it) and JSON instructions on the Dolly-tuned LMI endpoint. The Llama 2
+and FLAN-T5 models have no tool format: tools and structured output are refused there with a 400. The vision
+model is Llama 3.2 11B Vision behind TGI's Messages API.
 """
 
 from __future__ import annotations
@@ -21,10 +28,12 @@ _ENDPOINTS: dict[str, dict[str, Any]] = {
     "llama3-8b-g5": {
         "endpoint_name": "jumpgate-demo-tgi-llama3-8b", "schema": "tgi", "instance_type": "ml.g5.2xlarge",
         "context_length": 8192, "max_concurrency": 32, "chat_template": "llama3",
+        "container": {"kind": "tgi", "version": "3.3.7", "grammar": True},
     },
     "llama3-8b-g5-messages": {
         "endpoint_name": "jumpgate-demo-tgi-llama3-8b", "schema": "openai", "instance_type": "ml.g5.2xlarge",
         "context_length": 8192, "max_concurrency": 32,
+        "container": {"kind": "tgi", "version": "3.3.7", "grammar": True},
     },
     "llama2-13b-inf2": {
         "endpoint_name": "jumpgate-demo-neuron-llama2-13b", "schema": "neuron", "instance_type": "ml.inf2.24xlarge",
@@ -38,10 +47,16 @@ _ENDPOINTS: dict[str, dict[str, Any]] = {
     "llama3-8b-dolly-ft": {
         "endpoint_name": "jumpgate-demo-ft-llama3-8b-dolly", "schema": "lmi", "instance_type": "ml.g5.2xlarge",
         "context_length": 8192, "max_concurrency": 32, "prompt_template": DOLLY_TEMPLATE,
+        "container": {"kind": "lmi", "version": "0.33.0"}, "tool_format": "llama3_json",
     },
     "flan-t5-xl-g5": {
         "endpoint_name": "jumpgate-demo-flan-t5-xl", "schema": "text2text", "instance_type": "ml.g5.2xlarge",
         "context_length": 2048, "max_concurrency": 8,
+    },
+    "llama32-11b-vision-g5": {
+        "endpoint_name": "jumpgate-demo-tgi-llama32-11b-vision", "schema": "openai", "instance_type": "ml.g5.12xlarge",
+        "context_length": 8192, "max_concurrency": 16,
+        "container": {"kind": "tgi", "version": "3.3.7", "grammar": True, "vision": True, "max_images": 1},
     },
     "bge-large-tei-g5": {
         "endpoint_name": "jumpgate-demo-tei-bge-large", "schema": "tei", "instance_type": "ml.g5.xlarge",
@@ -58,6 +73,7 @@ DEMO_MODELS = {
     "llama2-7b-chat": "llama2-7b-chat-js",
     "llama3-8b-dolly": "llama3-8b-dolly-ft",
     "flan-t5-xl": "flan-t5-xl-g5",
+    "llama32-11b-vision": "llama32-11b-vision-g5",
 }
 
 

@@ -27,6 +27,7 @@ from service.config.aws import (
     serverless_defaults,
 )
 from service.config.container import ContainerConfig
+from service.config.images import ImagesConfig
 from service.config.kinds import mixed_models
 from service.config.problems import ConfigError, Problem, expand_env, key_path
 from service.config.resilience import ResilienceConfig, ShadowConfig, ShadowLogConfig
@@ -34,6 +35,7 @@ from service.config.server import CorsConfig, MetricsConfig, ServerConfig
 from service.config.tenancy import AuthConfig, InputLimits, LoggingConfig, RateLimitConfig
 from service.config.tracing import TracingConfig
 from service.prompts import templates
+from service.prompts.tools import TOOL_FORMATS
 from service.telemetry import cost
 
 #: Applied by the gateway when neither the client nor the model's defaults give max_new_tokens: the
@@ -128,6 +130,9 @@ class EndpointConfig(BaseModel):
     tokenizer: str | None = None
     #: what the container behind the endpoint can do (service/config/container.py)
     container: ContainerConfig = ContainerConfig()
+    #: the model's tool-calling prompt format, for tools and JSON output through the prompt
+    #: (service/prompts/tools.py); default: llama3_json for chat_template llama3, else none
+    tool_format: str | None = None
     #: where the endpoint lives and how it is reached (service/config/aws.py); None: the aws section's
     region: str | None = None
     runtime_url: str | None = None
@@ -170,6 +175,13 @@ class EndpointConfig(BaseModel):
         if value is not None and value not in templates.CHAT_TEMPLATES:
             raise ValueError(f"unknown chat template {value!r}; known templates: "
                              f"{', '.join(sorted(templates.CHAT_TEMPLATES))}")
+        return value
+
+    @field_validator("tool_format")
+    @classmethod
+    def _known_tool_format(cls, value: str | None) -> str | None:
+        if value is not None and value != "none" and value not in TOOL_FORMATS:
+            raise ValueError(f"unknown tool format {value!r}; known formats: none, {', '.join(sorted(TOOL_FORMATS))}")
         return value
 
     @field_validator("prompt_template")
@@ -225,6 +237,9 @@ class ModelConfig(BaseModel):
     defaults: ParamDefaults = ParamDefaults()
     unsupported_params: Literal["reject", "drop"] = "reject"
     shadow: ShadowConfig | None = None
+    #: emulated tool calls and JSON output that fail validation are asked for again this many times, with the
+    #: reason as feedback, before the request fails with a 502 invalid_model_output
+    invalid_output_retries: int = Field(1, ge=0, le=3)
 
     @field_validator("targets")
     @classmethod
@@ -248,6 +263,7 @@ class Config(BaseModel):
     server: ServerConfig = ServerConfig()
     cors: CorsConfig = CorsConfig()
     metrics: MetricsConfig = MetricsConfig()
+    images: ImagesConfig = ImagesConfig()
     tracing: TracingConfig | None = None
 
     @model_validator(mode="after")

@@ -18,6 +18,7 @@ from service.config.aws import credential_spec, runtime_url_for
 from service.config.model import DEFAULT_MAX_NEW_TOKENS, AwsConfig, Config, EndpointConfig, ModelConfig
 from service.config.resilience import ShadowConfig
 from service.errors import InvalidRequest, ModelNotFound, echo
+from service.pipeline.capabilities import TEXT_ONLY, Capabilities, resolve
 from service.pipeline.embedding_catalog import EmbeddingEndpoint, EmbeddingModel, embedding_model, is_embedding
 from service.pipeline.tokens import ESTIMATE, LocalTokenizer, TokenCounter
 from service.prompts.render import PromptSpec
@@ -53,6 +54,7 @@ class Endpoint:
     price: cost.PriceModel = field(default_factory=lambda: cost.InstanceHours(0.0))
     #: the token log-probabilities its answers carry (None: none)
     token_data: TokenData | None = None
+    capabilities: Capabilities = TEXT_ONLY
 
     @property
     def endpoint_price_per_hour(self) -> float:
@@ -67,6 +69,7 @@ class Model:
     defaults: SamplingParams
     policy: Policy
     shadow: ShadowConfig | None = None
+    invalid_output_retries: int = 1
 
 
 class Upstream(Protocol):
@@ -172,6 +175,7 @@ def _endpoint(eid: str, ep: EndpointConfig, aws: AwsConfig) -> Endpoint:
         context_length=ep.context_length,
         can_stream=adapter.can_stream and ep.serverless is None,
         token_data=token_data(adapter.token_data, ep.container.variant(), ep.container.max_top_logprobs),
+        capabilities=resolve(adapter, ep),
     )
 
 
@@ -211,4 +215,5 @@ def _model(name: str, m: ModelConfig, endpoints: Mapping[str, Endpoint]) -> Mode
         defaults=defaults,
         policy=m.unsupported_params,
         shadow=m.shadow,
+        invalid_output_retries=m.invalid_output_retries,
     )

@@ -11,18 +11,20 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Sequence
+from dataclasses import replace
 
-from service.canonical import Generation, GenerationRequest, StreamFinal, Usage
+from service.canonical import Generation, GenerationRequest, Message, StreamFinal, Usage
 from service.config.resilience import ResilienceConfig
 from service.embedding import EmbeddingRequest, Embeddings
-from service.errors import DeadlineExceeded
+from service.errors import DeadlineExceeded, InvalidParam
 from service.pipeline.attempts import TIMEOUT_HINT, Attempts
 from service.pipeline.catalog import Catalog, Endpoint, Model
 from service.pipeline.embedding import embed
-from service.pipeline.plan import Plan, plan_request
+from service.pipeline.outputs import Again, checked
+from service.pipeline.plan import Plan, plan_on, plan_request
 from service.pipeline.results import CallResult, answer, attributed_cost, unfinished_usage
 from service.pipeline.shadow import ShadowRunner, ShadowSample
-from service.pipeline.streaming import GatewayStream, OnFinal, open_stream
+from service.pipeline.streaming import AnswerStream, OnFinal, WholeAnswer, open_stream
 from service.telemetry.trace import Trace
 
 
@@ -45,16 +47,24 @@ class Gateway:
         self._catalog = catalog
 
     async def generate(self, req: GenerationRequest, trace: Trace) -> Generation:
-        clock = self.attempts.clock
-        started = clock()
-        deadline = self.attempts.deadline(req.timeout_s)
+        started = self.attempts.clock()
         model, plans = self._plans(req, trace)
+        return await self._generate(req, trace, model, plans, started)
+
+    async def _generate(self, req: GenerationRequest, trace: Trace, model: Model, plans: list[Plan],
+                        started: float) -> Generation:
+        clock = self.attempts.clock
+        deadline = self.attempts.deadline(req.timeout_s)
         try:
             async with asyncio.timeout_at(self.attempts.loop_time(deadline)):
                 plan, results = await self.attempts.failover(
                     plans, lambda p, last: self.attempts.calls(p.endpoint, p.payloads, last=last, deadline=deadline,
                                                                trace=trace),
                     trace)
+                gen = _answer(plan, results, clock() - started)
+                if plan.treatment.active:
+                    gen = await checked(plan.treatment, gen, self._again(req, model, plan, deadline, trace),
+                                        model.invalid_output_retries)
         except TimeoutError:
             _charge_unanswered(plans, trace)
             raise DeadlineExceeded(f"the request did not finish within its deadline of {deadline - started:.1f}s; "
@@ -62,18 +72,38 @@ class Gateway:
         except BaseException:
             _charge_unanswered(plans, trace)
             raise
-        gen = _answer(plan, results, clock() - started)
         trace.upstream_seconds, trace.usage, trace.cost_usd = gen.upstream_seconds, gen.usage, gen.cost_usd
         trace.upstream_bytes = sum(r.bytes_in + len(r.raw.body) for r in results)
         trace.finish_reasons = tuple(str(c.finish_reason) for c in gen.choices)
         self._offer_shadow(req, model, gen.endpoint, tuple(c.text for c in gen.choices), clock() - started, gen.usage)
         return gen
 
-    async def open_stream(self, req: GenerationRequest, trace: Trace) -> GatewayStream:
-        """Open a streaming request; errors before the first upstream byte raise here (see streaming.py)."""
+    def _again(self, req: GenerationRequest, model: Model, plan: Plan, deadline: float, trace: Trace) -> Again:
+        """Ask the endpoint that answered once more, the conversation extended by the rejected answer and why."""
+        async def again(extra: tuple[Message, ...]) -> Generation:
+            retry = replace(req, messages=(*(req.messages or ()), *extra))
+            redo = plan_on(model, plan.endpoint, retry, self.rng)
+            started = self.attempts.clock()
+            results = await self.attempts.calls(redo.endpoint, redo.payloads, last=True, deadline=deadline,
+                                                trace=trace)
+            return _answer(redo, results, self.attempts.clock() - started)
+
+        return again
+
+    async def open_stream(self, req: GenerationRequest, trace: Trace) -> AnswerStream:
+        """Open a streaming request; errors before the first upstream byte raise here (see streaming.py). An
+        answer that must be checked whole first (emulated required calls, JSON output) is generated, checked and
+        then relayed as a stream."""
         started = self.attempts.clock()
-        deadline = self.attempts.deadline(req.timeout_s)
         model, plans = self._plans(req, trace)
+        if any(p.treatment.whole for p in plans):
+            if plans[0].params.n > 1:
+                raise InvalidParam("n > 1 cannot be streamed yet: send stream false, or n 1", param="n")
+            whole = replace(req, stream=False)  # invoked, checked (and retried) whole, then relayed
+            model, plans = self._plans(whole, trace)
+            gen = await self._generate(whole, trace, model, plans, started)
+            return WholeAnswer(next(p for p in plans if p.endpoint.id == gen.endpoint), gen)
+        deadline = self.attempts.deadline(req.timeout_s)
         return await open_stream(self.attempts, req, plans, deadline, trace,
                                  on_final=self._stream_shadow(req, model, started))
 

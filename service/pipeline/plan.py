@@ -15,6 +15,7 @@ from service.canonical import GenerationRequest, SamplingParams
 from service.pipeline.capacity import Fleet
 from service.pipeline.catalog import Endpoint, Model
 from service.pipeline.routing import Candidate, build_candidate, candidates
+from service.pipeline.tooling import PLAIN, Treatment
 from service.transport.base import Payload
 
 
@@ -29,6 +30,7 @@ class Plan:
     prompt_text: str
     #: alternatives per token when the answer carries token log-probabilities (None: not asked for, or dropped)
     logprobs: int | None = None
+    treatment: Treatment = PLAIN  # how the answer is read (tools, output formats)
 
 
 def plan_request(model: Model, req: GenerationRequest, fleet: Fleet, rng: random.Random) -> list[Plan]:
@@ -45,11 +47,12 @@ def plan_on(model: Model, ep: Endpoint, req: GenerationRequest, rng: random.Rand
 
 def plan_for(req: GenerationRequest, params: SamplingParams, c: Candidate, rng: random.Random) -> Plan:
     ep = c.endpoint
-    if req.stream and not ep.can_stream:  # invoked, and the answer relayed as a stream (serverless, text2text)
-        req = replace(req, stream=False)
-    payloads = tuple(ep.adapter.encode(req, ep.spec, w) for w in _fan_out(ep, params, c.wire, rng))
+    sent = c.sent
+    if sent.stream and not ep.can_stream:  # invoked, and the answer relayed as a stream (serverless, text2text)
+        sent = replace(sent, stream=False)
+    payloads = tuple(ep.adapter.encode(sent, ep.spec, w) for w in _fan_out(ep, params, c.wire, rng))
     logprobs = req.top_logprobs if req.logprobs and "logprobs" not in c.wire.dropped else None
-    return Plan(ep, params, c.wire, payloads, c.prompt_text, logprobs)
+    return Plan(ep, params, c.wire, payloads, c.prompt_text, logprobs, c.treatment)
 
 
 def _fan_out(ep: Endpoint, params: SamplingParams, wire: WireParams, rng: random.Random) -> list[WireParams]:

@@ -88,4 +88,4 @@ def _finish(choice: Choice, index: int, params: SamplingParams, counter: TokenCo
         entries = logprobs.trimmed(choice.logprobs, top_logprobs) or ()  # asked for: always a list
         entries = logprobs.cut_to(entries, len(text)) if stopped else entries
     return Choice(text, resolve_finish(choice.finish_reason, text, stopped=stopped, params=params, counter=counter),
-                  index, entries)
+                  index, entries, choice.tool_calls)

@@ -17,11 +17,14 @@ from typing import Protocol, TypeVar
 
 from service.adapters.params import Subject, WireParams, normalize
 from service.canonical import GenerationRequest, SamplingParams
-from service.errors import GatewayError, InvalidRequest, NoEndpointAvailable
+from service.errors import GatewayError, InvalidRequest, NoEndpointAvailable, UnsupportedFeature
 from service.pipeline import logprobs
 from service.pipeline.capacity import Fleet
 from service.pipeline.catalog import Endpoint, Model, Upstream
+from service.pipeline.tooling import PLAIN, Path, Treatment, has_tool_history, treat
+from service.pipeline.vision import IMAGE_PROMPT_TOKENS, check_images
 from service.prompts.render import render_text
+from service.prompts.tools import tools_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +33,8 @@ class Candidate:
     weight: float
     wire: WireParams
     prompt_text: str
+    sent: GenerationRequest  # the request as this endpoint is sent it (tools and formats rewritten)
+    treatment: Treatment = PLAIN
 
 
 def candidates(model: Model, req: GenerationRequest, params: SamplingParams, fleet: Fleet,
@@ -74,9 +79,19 @@ def ordered(fitting: list[W], fleet: Fleet, rng: random.Random) -> list[W]:
 
 def build_candidate(model: Model, ep: Endpoint, weight: float, req: GenerationRequest,
                params: SamplingParams) -> Candidate:
-    text = render_text(req, ep.spec)
+    sent, treatment = req, PLAIN
+    if req.tools or req.response_format is not None or has_tool_history(req.messages):
+        sent, treatment = treat(req, ep, model.name)
+    images = check_images(req, ep, model.name) if req.has_images else 0
+    if req.messages is None and not ep.capabilities.raw_prompts:
+        raise UnsupportedFeature(f"endpoint '{ep.id}' of model '{model.name}' takes chat messages only (its "
+                                 "container reads no bare prompt): use /v1/chat/completions", param="prompt",
+                                 code="prompt_not_supported")
+    text = render_text(sent, ep.spec)
+    if treatment.tools is Path.NATIVE:
+        text += tools_text(sent.tools)  # the container renders them into the prompt: they cost prompt tokens
     max_new = params.max_new_tokens or 0
-    prompt = ep.counter.count(text)
+    prompt = ep.counter.count(text) + images * IMAGE_PROMPT_TOKENS
     if ep.context_length is not None and prompt + max_new > ep.context_length:
         raise InvalidRequest(
             f"the prompt ({prompt} tokens, {ep.counter.source.value}) plus max_tokens ({max_new}) is "
@@ -87,7 +102,7 @@ def build_candidate(model: Model, ep: Endpoint, weight: float, req: GenerationRe
     streamed = req.stream and ep.can_stream  # a serverless endpoint is invoked and its answer re-emitted
     wire = normalize(params, ep.adapter.rules, ep.adapter.sampling, subject, policy=model.policy, stream=streamed)
     wire = logprobs.check_endpoint(req, ep.token_data, subject, model.policy, wire, streamed=streamed)
-    return Candidate(ep, weight, wire, text)
+    return Candidate(ep, weight, wire, text, sent, treatment)
 
 
 def _weighted_order(items: list[W], rng: random.Random) -> list[W]:

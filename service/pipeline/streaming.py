@@ -13,15 +13,27 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from opentelemetry.trace import Span
 
 from service.adapters.base import StreamDecoder, streams
-from service.canonical import Decoded, GenerationRequest, StreamEnd, StreamEvent, StreamFinal, TokenDelta
+from service.canonical import (
+    Decoded,
+    FinishReason,
+    Generation,
+    GenerationRequest,
+    StreamEnd,
+    StreamEvent,
+    StreamFinal,
+    TokenDelta,
+    ToolCallEvent,
+)
 from service.errors import InvalidParam, UpstreamError, UpstreamStreamError
 from service.pipeline import logprobs
 from service.pipeline.attempts import Attempts
 from service.pipeline.catalog import Endpoint
+from service.pipeline.outputs import StreamReader
 from service.pipeline.plan import Plan
 from service.pipeline.results import attributed_cost, resolve_finish, unfinished_usage
 from service.pipeline.tokens import resolve_usage
@@ -32,6 +44,24 @@ from service.transport.base import Payload, Target, Transport
 #: called with the endpoint that answered, the whole relayed text and the final event once a stream
 #: completed (shadow traffic)
 OnFinal = Callable[[Endpoint, str, StreamFinal], None]
+#: what a stream relays: text, whole tool calls, and last the final event
+OutEvent = TokenDelta | ToolCallEvent | StreamFinal
+
+
+class AnswerStream(Protocol):
+    """What the api relays: a stream from the upstream (`GatewayStream`) or a checked answer (`WholeAnswer`)."""
+
+    plan: Plan
+    attempts: int
+
+    @property
+    def endpoint(self) -> Endpoint: ...
+
+    def events(self) -> AsyncIterator[list[OutEvent]]: ...
+
+    async def aclose(self) -> None: ...
+
+    def charge_unfinished(self) -> None: ...
 
 
 @dataclass
@@ -61,34 +91,26 @@ class GatewayStream:
     on_final: OnFinal | None = None
     generated: list[str] = field(default_factory=list)  # the upstream's text so far (stop text included)
     final: StreamFinal | None = None
+    tool_calls: int = 0
 
     @property
     def endpoint(self) -> Endpoint:
         return self.plan.endpoint
 
-    async def events(self) -> AsyncIterator[list[TokenDelta | StreamFinal]]:
+    async def events(self) -> AsyncIterator[list[OutEvent]]:
         """The deltas, then one StreamFinal, in batches: what one upstream read delivered travels together, so
         the client gets one write per read instead of one per token (nothing waits for a batch to fill)."""
         relay = logprobs.DeltaRelay(self.plan.params.stop, self.plan.logprobs)
-        texts = self.generated
         end: StreamEnd | None = None
         source = self._checked_source()
-        out: list[TokenDelta | StreamFinal] = []
+        if self.plan.treatment.active:
+            source = _reading(source, StreamReader(self.plan.treatment))
+        out: list[OutEvent] = []
         try:
             async for batch in source:
                 if self.mechanics.cut is not None:
                     raise self.mechanics.cut
-                for event in batch:
-                    if isinstance(event, StreamEnd):
-                        end = event
-                        break
-                    texts.append(event.text)
-                    delta = relay.push(event)
-                    if delta is not None:
-                        self._mark_token()
-                        out.append(delta)
-                    if relay.stopped:
-                        break
+                end = self._relay(batch, relay, out)
                 if end is not None or relay.stopped:
                     break  # stop reading: closing the stream ends the upstream generation early
                 if out:
@@ -105,12 +127,32 @@ class GatewayStream:
             if tail is not None:
                 self._mark_token()
                 out.append(tail)
-        text = "".join(texts)
+        text = "".join(self.generated)
         final = self.final = self._final(end, text, relay.stopped)
         if self.on_final is not None:
             self.on_final(self.endpoint, text, final)
         out.append(final)  # what the last read delivered goes out with the final event
         yield out
+
+    def _relay(self, batch: list[StreamEvent], relay: logprobs.DeltaRelay, out: list[OutEvent]) -> StreamEnd | None:
+        """One upstream read's events into `out` (text through the stop scanner); the final event, if it came."""
+        for event in batch:
+            if isinstance(event, StreamEnd):
+                return event
+            if isinstance(event, ToolCallEvent):
+                self._mark_token()
+                self.tool_calls += 1
+                self.generated.append(event.call.name + event.call.arguments)
+                out.append(event)
+                continue
+            self.generated.append(event.text)
+            delta = relay.push(event)
+            if delta is not None:
+                self._mark_token()
+                out.append(delta)
+            if relay.stopped:
+                break
+        return None
 
     async def _checked_source(self) -> AsyncGenerator[list[StreamEvent], None]:
         """The source, telling the endpoint's circuit breaker about a stream that breaks midway."""
@@ -162,8 +204,8 @@ class GatewayStream:
         decoded = Decoded((), end.prompt_tokens if end else None, end.completion_tokens if end else None)
         params, counter = self.plan.params, self.endpoint.counter
         usage = resolve_usage(decoded, self.plan.prompt_text, [text], counter, params.max_new_tokens)
-        reason = resolve_finish(end.finish_reason if end else None, text, stopped=stopped, params=params,
-                                counter=counter)
+        reason = FinishReason.TOOL_CALLS if self.tool_calls else resolve_finish(
+            end.finish_reason if end else None, text, stopped=stopped, params=params, counter=counter)
         seconds = (self.meter.ended or self.meter.opened) - self.meter.opened
         final = StreamFinal(reason, usage, attributed_cost(self.endpoint, seconds, self.meter.bytes_in,
                                                            self.meter.bytes_out))
@@ -239,3 +281,53 @@ async def _replay(decoded: Decoded) -> AsyncGenerator[list[StreamEvent], None]:
     choice = decoded.choices[0]
     head: list[StreamEvent] = [TokenDelta(choice.text, logprobs=choice.logprobs or ())] if choice.text else []
     yield [*head, StreamEnd(choice.finish_reason, decoded.prompt_tokens, decoded.completion_tokens)]
+
+
+async def _reading(source: AsyncGenerator[list[StreamEvent], None],
+                   reader: StreamReader) -> AsyncGenerator[list[StreamEvent], None]:
+    """The source's events read for tool calls: text while it is text, whole calls when they are complete."""
+    try:
+        async for batch in source:
+            out: list[StreamEvent] = []
+            for event in batch:
+                if isinstance(event, TokenDelta):
+                    out.extend(reader.push(event))
+                elif isinstance(event, ToolCallEvent):
+                    out.append(reader.native(event))
+                else:
+                    out.extend(reader.finish())
+                    out.append(event)
+            yield out
+    finally:
+        await source.aclose()
+
+
+@dataclass
+class WholeAnswer:
+    """A generation that had to be complete and valid before anything was relayed (emulated `required` tool calls,
+    JSON output), relayed as a stream: its text or its calls, then the final event with its usage and cost."""
+
+    plan: Plan
+    generation: Generation
+    attempts: int = 1
+
+    def __post_init__(self) -> None:
+        self.attempts = self.generation.attempts
+
+    @property
+    def endpoint(self) -> Endpoint:
+        return self.plan.endpoint
+
+    async def events(self) -> AsyncIterator[list[OutEvent]]:
+        gen = self.generation
+        choice = gen.choices[0]
+        out: list[OutEvent] = [TokenDelta(choice.text)] if choice.text else []
+        out.extend(ToolCallEvent(call, i) for i, call in enumerate(choice.tool_calls))
+        out.append(StreamFinal(choice.finish_reason or FinishReason.STOP, gen.usage, gen.cost_usd))
+        yield out
+
+    async def aclose(self) -> None:
+        return None
+
+    def charge_unfinished(self) -> None:
+        return None  # generated and charged whole before the first byte

@@ -10,9 +10,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from service.canonical import GenerationRequest
+from service.canonical import GenerationRequest, ImagePart, Message
 from service.prompts.templates import instruction_from_messages, render_chat, render_instruction
 
 
@@ -34,3 +34,16 @@ def render_text(req: GenerationRequest, spec: PromptSpec) -> str:
     if req.messages is not None:
         return render_chat(spec.chat_template or "plain", req.messages)
     return req.prompt or ""
+
+
+def markdown_images(req: GenerationRequest) -> GenerationRequest:
+    """Images written into the message text as markdown `![](data:...)`, where TGI's generate route reads them
+    (openai-surface.md 4); text parts stay in their places."""
+    return replace(req, messages=tuple(_markdown(m) for m in req.messages or ()))
+
+
+def _markdown(m: Message) -> Message:
+    if not m.parts:
+        return m
+    text = "".join(f"![]({p.url})" if isinstance(p, ImagePart) else p.text for p in m.parts)
+    return replace(m, content=text, parts=())

@@ -129,7 +129,8 @@ _SCHEMA_TO_CONTAINER = {
 # `container:` keys of the jumpgate config → SimEndpoint fields (same meaning, see service/config/container.py).
 _CONTAINER_KEYS = {"version": "version", "grammar": "grammar", "tool_call_parser": "tool_call_parser",
                    "async_mode": "async_mode", "vision": "vision", "max_images": "max_images",
-                   "max_batch_size": "max_batch_size", "max_top_logprobs": "max_top_n_tokens"}
+                   "max_batch_size": "max_batch_size", "max_top_logprobs": "max_top_n_tokens",
+                   "payload_limit": "payload_limit"}
 
 
 def endpoints_from_config(path: str | Path) -> dict[str, SimEndpoint]:

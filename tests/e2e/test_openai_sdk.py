@@ -70,6 +70,7 @@ CHECKS: dict[str, tuple[str, Callable[[dict[str, Any], dict[str, str]], None]]] 
     "llama2-7b-chat": ("jumpgate-demo-jumpstart-llama2-7b-chat", jumpstart),
     "llama3-8b-dolly": ("jumpgate-demo-ft-llama3-8b-dolly", dolly),
     "flan-t5-xl": ("jumpgate-demo-flan-t5-xl", text2text),
+    "llama32-11b-vision": ("jumpgate-demo-tgi-llama32-11b-vision", messages_api),
 }
 
 

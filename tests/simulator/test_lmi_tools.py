@@ -35,11 +35,12 @@ def lmi_error(resp: httpx.Response, status: int = 424) -> str:
     return str(orjson.loads(resp.json()["OriginalMessage"])["error"])
 
 
-async def test_rolling_auto_with_parser_puts_tool_calls_beside_the_message(lmi: httpx.AsyncClient) -> None:
+async def test_rolling_auto_with_parser_puts_tool_calls_in_the_message(lmi: httpx.AsyncClient) -> None:
     body = (await invoke(lmi, "rolling", {"messages": ASK, "tools": TOOLS})).json()
     [choice] = body["choices"]
-    assert choice["finish_reason"] == "tool_calls" and choice["message"] == {"role": "assistant", "content": None}
-    [call] = choice["tool_calls"]
+    assert choice["finish_reason"] == "tool_calls" and choice["message"]["content"] is None
+    assert "tool_calls" not in choice
+    [call] = choice["message"]["tool_calls"]
     assert call["id"].startswith("chatcmpl-tool-") and call["function"]["name"] == "magic_function"
     assert json.loads(call["function"]["arguments"]) == {"input": 3}
 
@@ -48,8 +49,8 @@ async def test_rolling_named_choice_is_guided_with_eos_finish(lmi: httpx.AsyncCl
     choice_arg = {"type": "function", "function": {"name": "get_weather"}}
     body = (await invoke(lmi, "no-parser", {"messages": ASK, "tools": TOOLS, "tool_choice": choice_arg})).json()
     [choice] = body["choices"]
-    assert choice["message"] == {"role": "assistant", "content": ""} and choice["finish_reason"] == "eos_token"
-    assert choice["tool_calls"][0]["function"]["name"] == "get_weather"
+    assert choice["message"]["content"] == "" and choice["finish_reason"] == "eos_token"
+    assert choice["message"]["tool_calls"][0]["function"]["name"] == "get_weather"
     lines = json_lines(payload((await invoke(lmi, "no-parser", {"messages": ASK, "tools": TOOLS, "stream": True,
                                                                  "tool_choice": choice_arg}, stream=True)).content))
     calls = [line["choices"][0]["delta"]["tool_calls"][0] for line in lines]
@@ -89,14 +90,14 @@ async def test_async_mode_speaks_vllm_and_supports_required(lmi: httpx.AsyncClie
 async def test_pythonic_parser_calls_every_mentioned_tool(lmi: httpx.AsyncClient) -> None:
     ask = [{"role": "user", "content": "magic_function(3) and get_weather for 'Paris' please"}]
     choice = (await invoke(lmi, "pythonic", {"messages": ask, "tools": TOOLS})).json()["choices"][0]
-    assert [c["function"]["name"] for c in choice["tool_calls"]] == ["magic_function", "get_weather"]
+    assert [c["function"]["name"] for c in choice["message"]["tool_calls"]] == ["magic_function", "get_weather"]
 
 
 @pytest.mark.parametrize("kind", ["malformed", "invalid_json"])
 async def test_faults_leave_unparsable_text_as_content(lmi: httpx.AsyncClient, kind: str) -> None:
     await lmi.post("/_sim/faults", json={"endpoint": "rolling", "tool_output": kind, "tool_output_next": 1})
     choice = (await invoke(lmi, "rolling", {"messages": ASK, "tools": TOOLS})).json()["choices"][0]
-    assert "tool_calls" not in choice and "magic_function" in choice["message"]["content"]
+    assert "tool_calls" not in choice["message"] and "magic_function" in choice["message"]["content"]
     again = (await invoke(lmi, "rolling", {"messages": ASK, "tools": TOOLS})).json()["choices"][0]
     assert again["finish_reason"] == "tool_calls"  # the counter is used up
 
@@ -104,7 +105,7 @@ async def test_faults_leave_unparsable_text_as_content(lmi: httpx.AsyncClient, k
 async def test_wrong_name_fault_is_passed_through_by_the_parser(lmi: httpx.AsyncClient) -> None:
     await lmi.post("/_sim/faults", json={"endpoint": "*", "tool_output": "wrong_name"})
     choice = (await invoke(lmi, "rolling", {"messages": ASK, "tools": TOOLS})).json()["choices"][0]
-    assert choice["tool_calls"][0]["function"]["name"] == "magic_function_v2"
+    assert choice["message"]["tool_calls"][0]["function"]["name"] == "magic_function_v2"
 
 
 async def test_rolling_chat_logprobs_quirks(lmi: httpx.AsyncClient) -> None:
@@ -136,6 +137,7 @@ async def test_inputs_details_top_tokens(lmi: httpx.AsyncClient) -> None:
 
 async def test_neuron_chat_silently_drops_tools_and_refuses_null_content(lmi: httpx.AsyncClient) -> None:
     choice = (await invoke(lmi, "neuron", {"messages": ASK, "tools": TOOLS, "tool_choice": "required"})).json()
-    assert "tool_calls" not in choice["choices"][0] and isinstance(choice["choices"][0]["message"]["content"], str)
+    message = choice["choices"][0]["message"]
+    assert "tool_calls" not in message and isinstance(message["content"], str)
     resp = await invoke(lmi, "neuron", {"messages": HISTORY, "tools": TOOLS})
     assert "content" in lmi_error(resp)

@@ -147,3 +147,27 @@ def _parses(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+DOLLY = ("Below is an instruction that describes a task, paired with an input that provides further context. Write a "
+         "response that appropriately completes the request.\n\n### Instruction:\n{instruction}\n\n### Input:\n"
+         "{context}\n\n### Response:\n\n")
+
+
+async def test_instruction_format_prompts_are_read_by_their_sections(client: httpx.AsyncClient) -> None:
+    tools = "\n\n".join(json.dumps({"type": "function", "function": t}, indent=4) for t in (WEATHER, ADDER))
+    prompt = DOLLY.format(instruction=f"{JSON31}{tools}\n\nPlease add 3 and 4.", context="Environment: ipython")
+    text = (await invoke(client, LMI, {"inputs": prompt, "parameters": {"max_new_tokens": 300}})).json()
+    assert json.loads(text["generated_text"]) == {"name": "add", "parameters": {"a": 3, "b": 4}}
+    after = DOLLY.format(instruction=f"{JSON31}{tools}\n\nWhat is 3 + 4?",
+                         context='assistant: {"name": "add", "parameters": {"a": 3, "b": 4}}\nipython: 7')
+    text = (await invoke(client, LMI, {"inputs": after, "parameters": {"max_new_tokens": 20}})).json()
+    assert not _parses(text["generated_text"])  # a result came back: the model answers in words
+
+
+async def test_json_without_a_schema_uses_the_keys_the_user_names(client: httpx.AsyncClient) -> None:
+    ask = "Tell me a joke about cats. Return the result as a JSON with 'setup' and 'punchline' keys."
+    value = json.loads(await tgi_text(client, llama3("Answer with one JSON object.", ask)))
+    assert set(value) == {"setup", "punchline"} and all(isinstance(v, str) and v for v in value.values())
+    value = json.loads(await tgi_text(client, llama3("Answer with one JSON object.", "Name a colour, in JSON.")))
+    assert set(value) == {"answer"}

@@ -167,3 +167,12 @@ def test_defaults_are_the_newest_modelled_versions() -> None:
     assert lmi.version_tuple == (0, 33, 0) and not lmi.async_mode
     with pytest.raises(ValueError, match="not a version"):
         SimEndpoint("x", "tgi", version="three")
+
+
+def test_container_facts_from_config_include_the_payload_limit(tmp_path: Path) -> None:
+    config = {"endpoints": {"v": {"endpoint_name": "vlm", "schema": "openai", "instance_type": "ml.g5.2xlarge",
+                                  "container": {"vision": True, "max_images": 2, "payload_limit": 3_000_000}}}}
+    path = tmp_path / "jumpgate.yaml"
+    path.write_text(yaml.safe_dump(config))
+    [endpoint] = endpoints_from_config(path).values()
+    assert (endpoint.vision, endpoint.max_images, endpoint.payload_limit) == (True, 2, 3_000_000)

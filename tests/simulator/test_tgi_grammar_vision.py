@@ -67,6 +67,16 @@ async def test_generate_json_grammar_answers_a_valid_instance(sim: httpx.AsyncCl
     assert value["name"] == "Ada" and value["age"] == 36
 
 
+async def test_generate_grammar_reads_values_from_the_user_turn(sim: httpx.AsyncClient) -> None:
+    tools = json.dumps({"name": "person", "parameters": {"properties": {"age": {"exclusiveMaximum": 1000}}}})
+    prompt = ("<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n" + tools
+              + "\n\nMake up 'Ada', aged 36.<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n")
+    params = {"grammar": {"type": "json", "value": PERSON}, "max_new_tokens": 200, "return_full_text": False}
+    [result] = (await invoke(sim, TGI, {"inputs": prompt, "parameters": params})).json()
+    value = json.loads(result["generated_text"])
+    assert value["name"] == "Ada" and value["age"] == 36  # not "person" and 1000 from the definitions
+
+
 async def test_grammar_value_as_a_json_string_and_regex(sim: httpx.AsyncClient) -> None:
     params = {"grammar": {"type": "json_object", "value": json.dumps(PERSON)}, "return_full_text": False}
     [result] = (await invoke(sim, TGI, {"inputs": "x", "parameters": params})).json()

@@ -7,11 +7,13 @@ The model writes its call in the parser's format (``llama3_json``: ``{"name", "p
 faults reach the client as vLLM would pass them). Rolling batch (LMI <= 0.35 without async mode):
 - ``auto`` without a parser → 424 "\"auto\" tool choice requires --enable-auto-tool-choice and
   --tool-call-parser to be set"; ``required`` → 424 'tool_choice = "required" is not supported!';
-- named choice → guided JSON of the arguments; ``tool_calls`` (id ``chatcmpl-tool-<python id()>``) sits
-  beside ``message`` (whose content is ``""``), finish_reason is the sequence's (``eos_token``); streamed as
-  JSON lines repeating the name in every chunk, with no id or type;
-- ``auto`` with a parser → ``tool_calls`` beside ``message`` again, finish_reason ``tool_calls``; streams
-  send vLLM's deltas (id/type/name first, then argument fragments) and end with ``tool_calls``;
+- named choice → guided JSON of the arguments; ``message.tool_calls`` (id ``chatcmpl-tool-<python id()>``)
+  with ``content`` ``""``, finish_reason is the sequence's (``eos_token``); streamed as JSON lines repeating
+  the name in every chunk, with no id or type;
+- ``auto`` with a parser → ``message.tool_calls`` again (content: the text before the call, here none),
+  finish_reason ``tool_calls``; streams send vLLM's deltas (id/type/name first, then argument fragments) and end
+  with ``tool_calls`` (djl-serving ``output_formatter.py`` ``_json_chat_output_formatter`` and
+  ``_jsonlines_chat_output_formatter``, 0.32.0-dlc to 0.35.0-dlc);
 - logprobs: one "top" entry per token whatever ``top_logprobs``, ``bytes`` as code points; in streams the
   top entry's ``token`` is the logprob number and ``logprobs`` is a list (a trailing comma in LMI's code).
 Async mode: vLLM objects (``message.tool_calls``, ``finish_reason`` ``tool_calls`` for auto/required),
@@ -134,11 +136,11 @@ def _format(inv: Invocation, body: dict[str, Any], gen: Generation, calls: list[
                                   "finish_reason": finish, "stop_reason": None}
     else:
         content = "" if named else (None if tool_calls else gen.text_without_stop)
-        choice = {"index": 0, "message": {"role": "assistant", "content": content}, "logprobs":
-                  _lmi_logprobs(body, gen.tokens), "finish_reason": "tool_calls" if tool_calls and not named
-                  else gen.finish}
+        rolling: dict[str, Any] = {"role": "assistant", "content": content}
         if tool_calls:
-            choice["tool_calls"] = tool_calls  # beside the message, as LMI's formatter puts them
+            rolling["tool_calls"] = tool_calls  # in the message, as LMI's formatter puts them
+        choice = {"index": 0, "message": rolling, "logprobs": _lmi_logprobs(body, gen.tokens),
+                  "finish_reason": "tool_calls" if tool_calls and not named else gen.finish}
     result = {"id": ident, "object": "chat.completion", "created": int(time.time()), "choices": [choice],
               "usage": _usage(prompt_tokens, len(gen.tokens))}
     if inv.endpoint.async_mode:

@@ -9,8 +9,12 @@ tool prompt when it carries one of Meta's instructions and lists tools as JSON:
 - Llama 3.2 pythonic: "[func_name1(params_name1=params_value1, ...)]" → ``[f(a=1, b='x')]``, one call per
   mentioned tool (the only format with several calls).
 The call follows tool_model's rules; a turn after an ``ipython`` / ``tool`` result is answered with
-ordinary text. A prompt that asks for JSON and contains a JSON Schema is answered with an instance of it
-(a prompt asking for JSON without a schema gets ``{"answer": ...}``). The ``tool_output`` fault bends
+ordinary text. Prompts in an instruction format (Alpaca / Dolly: ``### Instruction:``, ``### Input:``,
+``### Response:`` sections, the format of the simulator's fine-tuned demo endpoint) are read like a tuned model
+reads them: the user's words are the instruction section, earlier turns are ``role: text`` lines of the input.
+A prompt that asks for JSON and contains a JSON Schema is answered with an instance of it (a prompt asking for
+JSON without a schema gets an object with the keys the user's words name in quotes, as in "a JSON with 'setup'
+and 'punchline' keys", else ``{"answer": ...}``). The ``tool_output`` fault bends
 these answers: ``malformed`` (cut in half), ``invalid_json`` (unquoted or single-quoted, not JSON),
 ``wrong_name`` (a tool that was not offered), ``bad_arguments`` (valid JSON breaking the schema).
 """
@@ -34,6 +38,7 @@ _JSON31 = ('"parameters": dictionary of argument name and its value', "Return fu
 _PYTHONIC = "[func_name1(params_name1=params_value1"
 _HEADER = re.compile(r"<\|start_header_id\|>(\w+)<\|end_header_id\|>\n*")
 _LINE_ROLE = re.compile(r"^(system|user|assistant|tool|ipython): ", re.M)
+_INSTRUCTION = re.compile(r"^### Instruction:\n(.*?)(?=^### \w+:|\Z)", re.M | re.S)
 _DECODER = json.JSONDecoder()
 
 FaultSource = Callable[[], str | None]
@@ -109,6 +114,9 @@ def turns(prompt: str) -> tuple[str, str]:
             roles.pop()
         users = [m for m in headers if m.group(1) == "user"]
         text = prompt[users[-1].end():].split("<|eot_id|>")[0] if users else ""
+    elif (instruction := _INSTRUCTION.search(prompt)) is not None:
+        roles = [m.group(1) for m in _LINE_ROLE.finditer(prompt[instruction.end():])]
+        text = instruction.group(1)
     else:
         lines = list(_LINE_ROLE.finditer(prompt))
         roles = [m.group(1) for m in lines]
@@ -116,6 +124,13 @@ def turns(prompt: str) -> tuple[str, str]:
         end = lines[at[-1] + 1].start() if at and at[-1] + 1 < len(lines) else len(prompt)
         text = prompt[lines[at[-1]].end():end] if at else prompt
     return (roles[-1] if roles else "user"), _question(text)
+
+
+def user_words(prompt: str) -> str:
+    """What the model reads its answer's values from: the last user turn of a chat or instruction-format prompt
+    (not the tool definitions or schemas around it), or the whole of an unstructured prompt."""
+    structured = _HEADER.search(prompt) or _INSTRUCTION.search(prompt) or _LINE_ROLE.search(prompt)
+    return turns(prompt)[1] if structured else prompt
 
 
 def _question(text: str) -> str:
@@ -164,8 +179,15 @@ def _not_json(arguments: dict[str, Any]) -> str:
     return "{" + ", ".join(f"{k}: {v}" for k, v in arguments.items()) + "}" if arguments else "{,}"
 
 
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,40}")
+
+
 def _json_answer(schema: Any, rng: random.Random, user_text: str, fault: str | None) -> str:
     hints = Hints.from_text(user_text)
+    keys = [q for q in hints.quoted if _KEY.fullmatch(q)]
+    if schema is None and keys:  # the user named the keys: a model that follows the instruction uses them
+        hints.quoted = [q for q in hints.quoted if q not in keys]
+        schema = {"type": "object", "properties": {k: {"type": "string"} for k in keys}, "required": keys}
     value = instance(schema, rng, hints) if schema is not None else {"answer": " ".join(hints.words[:6]) or "yes"}
     if fault in ("bad_arguments", "wrong_name") and isinstance(value, dict):
         value = tool_model.break_arguments(ToolSpec("json", None, schema or {}), value)

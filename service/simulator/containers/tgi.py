@@ -27,7 +27,7 @@ from service.simulator.containers.base import (
     param,
     wrong_type,
 )
-from service.simulator.containers.meta_tools import respond
+from service.simulator.containers.meta_tools import respond, user_words
 from service.simulator.containers.tgi_rules import (
     PARAM_TYPES,
     SSE,
@@ -98,7 +98,7 @@ def _answer_generate(inv: Invocation, body: dict[str, Any]) -> Output:
         raise ContainerError(422, validation_body(str(exc))) from None
     if grammar is not None:
         rng = random.Random(f"{plan.generation_seed}|grammar|{prompt}")
-        gen = scripted(tgi_grammar.answer(*grammar, rng, prompt), seed=plan.generation_seed,
+        gen = scripted(tgi_grammar.answer(*grammar, rng, user_words(prompt)), seed=plan.generation_seed,
                        max_new_tokens=plan.max_new_tokens, stop=plan.stop)
     else:
         gen = respond(prompt, seed=plan.generation_seed, max_new_tokens=plan.max_new_tokens, stop=plan.stop,
