@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import ClientDisconnect
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from service.adapters.features import ImageSupport
 from service.api import render
@@ -21,7 +21,8 @@ from service.api.finish import Finisher
 from service.api.guards import check_json_body
 from service.api.images import inline_images
 from service.api.openai_models import ChatCompletionRequest, CompletionRequest, GenerateRequest, WireRequest
-from service.api.sse import sse_frames
+from service.api.sse import SseRelay
+from service.api.stream_response import EventStreamResponse
 from service.api.wire import check_size, parse_body
 from service.canonical import Api, Generation, GenerationRequest
 from service.errors import (
@@ -71,8 +72,7 @@ async def _serve(request: Request, api: Api, wire_model: type[WireRequest], rend
             if state.log_prompts:
                 trace.prompt = _prompt_of(req)
             done = Finisher(state.metrics, state.limiter, tenant, trace, state.log_prompts)
-            return StreamingResponse(sse_frames(req, stream, done), media_type="text/event-stream",
-                                     headers=render.stream_headers(stream))
+            return EventStreamResponse(SseRelay(req, stream, done), render.stream_headers(stream))
         gen = await gateway.generate(req, trace)
         if state.log_prompts:
             trace.prompt, trace.completion = _prompt_of(req), "\n".join(c.text for c in gen.choices)

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
-import anyio
 import orjson
 
 from service.api import logprobs
@@ -26,6 +25,9 @@ log = logging.getLogger("jumpgate.sse")
 
 DONE = b"data: [DONE]\n\n"
 Chunk = dict[str, Any]
+#: the text a token chunk template is built with, and its JSON spelling, where the escaped text goes
+_SLOT = "\x00"
+_SLOT_JSON = orjson.dumps(_SLOT)
 
 
 def frame(data: Chunk) -> bytes:
@@ -39,9 +41,22 @@ class ChunkShape:
         self.req = req
         self.stream = stream
         self.base: Chunk = {"id": req.request_id, "created": int(time.time()), "model": req.model}
+        # Without log-probabilities a token chunk differs from the next only by its text: it is built once per
+        # choice index as the bytes around the text, so a token costs one orjson.dumps of a string.
+        self._templates: dict[int, tuple[bytes, bytes]] | None = None if stream.plan.logprobs is not None else {}
 
     def opening(self) -> list[Chunk]:
         return []
+
+    def token_frame(self, delta: TokenDelta) -> bytes:
+        """The SSE frame of a token chunk; byte for byte `frame(self.token(delta))`."""
+        if self._templates is None:
+            return frame(self.token(delta))
+        around = self._templates.get(delta.index)
+        if around is None:
+            head, _, tail = frame(self.token(TokenDelta(_SLOT, delta.index))).rpartition(_SLOT_JSON)
+            around = self._templates[delta.index] = (head, tail)
+        return around[0] + orjson.dumps(delta.text) + around[1]
 
     def token(self, delta: TokenDelta) -> Chunk:
         return {**self.base, "index": delta.index, "text": delta.text}
@@ -127,42 +142,54 @@ SHAPES: dict[str, Callable[[GenerationRequest, AnswerStream], ChunkShape]] = {
 }
 
 
-async def sse_frames(req: GenerationRequest, stream: AnswerStream, done: Finisher) -> AsyncIterator[bytes]:
-    """The response body of a streaming request. Records the trace when the stream ends, however it ends:
-    finished, failed mid-stream, or abandoned by the client (status 499, the usual "client closed")."""
-    shape = SHAPES[req.api](req, stream)
-    completed = False
-    texts: list[str] = []
-    # The opening chunk goes out with the first batch: the stream is open already, so it waits for nothing.
-    out = [frame(chunk) for chunk in shape.opening()]
-    try:
-        async for batch in stream.events():
+class SseRelay:
+    """The response body of a streaming request, one piece per upstream read (`next()`, None at the end). `close()`
+    records the trace however the stream ended: finished, failed mid-stream, or abandoned by the client (status
+    499, the usual "client closed")."""
+
+    def __init__(self, req: GenerationRequest, stream: AnswerStream, done: Finisher) -> None:
+        self.req, self.stream, self.done = req, stream, done
+        self.shape = SHAPES[req.api](req, stream)
+        self.completed = False
+        self.texts: list[str] = []
+        # The opening chunk goes out with the first batch: the stream is open already, so it waits for nothing.
+        self._opening: list[bytes] | None = [frame(chunk) for chunk in self.shape.opening()]
+
+    async def next(self) -> bytes | None:
+        """The frames of the next batch, joined: one write per upstream read, however many tokens it carried."""
+        if self.completed:
+            return None
+        out, self._opening = self._opening or [], None
+        try:
+            batch = await self.stream.next_batch()
+            if batch is None:
+                self.completed = True
+                return None
             for event in batch:
                 if isinstance(event, TokenDelta):
-                    texts.append(event.text)
-                    out.append(frame(shape.token(event)))
+                    self.texts.append(event.text)
+                    out.append(self.shape.token_frame(event))
                 else:
-                    out.extend(shape.frames(event, texts))
-            yield b"".join(out)  # one write per upstream read, however many tokens it carried
-            out = []
-        completed = True
-    except GatewayError as err:
-        completed = True
-        done.trace.note_error(err)
-        log.warning("stream %s ended with %s: %s", req.request_id, err.code, err.message)
-        yield b"".join([*out, error_event(err)])
-    except Exception:
-        completed = True
-        done.trace.status, done.trace.error = 500, "internal_error"
-        yield b"".join([*out, unexpected_event(req.request_id)])
-    finally:
-        # Shielded: when the client went away this runs inside a cancelled scope, and the upstream must
-        # still be closed, the slot released and the tenant charged.
-        with anyio.CancelScope(shield=True):
-            await stream.aclose()
-            stream.charge_unfinished()
-            if not completed:
-                done.trace.status, done.trace.disconnected, done.trace.abandoned = 499, True, "disconnect"
-            if done.log_prompts:
-                done.trace.completion = "".join(texts)
-            await done.finish()
+                    out.extend(self.shape.frames(event, self.texts))
+        except GatewayError as err:
+            self.completed = True
+            self.done.trace.note_error(err)
+            log.warning("stream %s ended with %s: %s", self.req.request_id, err.code, err.message)
+            out.append(error_event(err))
+        except Exception:
+            self.completed = True
+            self.done.trace.status, self.done.trace.error = 500, "internal_error"
+            out.append(unexpected_event(self.req.request_id))
+        return b"".join(out)
+
+    async def close(self) -> None:
+        """Close the upstream, release the slot, charge the tenant and record the trace (idempotent upstream
+        close; called once, by the response, after the last write or when the client left)."""
+        done = self.done
+        await self.stream.aclose()
+        self.stream.charge_unfinished()
+        if not self.completed:
+            done.trace.status, done.trace.disconnected, done.trace.abandoned = 499, True, "disconnect"
+        if done.log_prompts:
+            done.trace.completion = "".join(self.texts)
+        await done.finish()

@@ -10,14 +10,14 @@ attempt (slot, retries, breaker, deadline) from `attempts`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from opentelemetry.trace import Span
 
-from service.adapters.base import StreamDecoder, streams
+from service.adapters.base import streams
 from service.canonical import (
     Decoded,
     FinishReason,
@@ -36,6 +36,7 @@ from service.pipeline.catalog import Endpoint
 from service.pipeline.outputs import StreamReader
 from service.pipeline.plan import Plan
 from service.pipeline.results import attributed_cost, resolve_finish, unfinished_usage
+from service.pipeline.sources import Decoding, EventSource, Replay, read_calls
 from service.pipeline.tokens import resolve_usage
 from service.telemetry.trace import Trace
 from service.telemetry.tracing import end_attempt, first_token
@@ -57,7 +58,10 @@ class AnswerStream(Protocol):
     @property
     def endpoint(self) -> Endpoint: ...
 
-    def events(self) -> AsyncIterator[list[OutEvent]]: ...
+    async def next_batch(self) -> list[OutEvent] | None:
+        """The next events to relay together (what one upstream read delivered); the last batch ends with the
+        StreamFinal, and None follows it."""
+        ...
 
     async def aclose(self) -> None: ...
 
@@ -79,11 +83,12 @@ class StreamMeter:
 
 @dataclass
 class GatewayStream:
-    """An opened stream. Iterate `events()` once; it closes the upstream when done or abandoned."""
+    """An opened stream. Call `next_batch()` until it returns None; the stream closes the upstream when it ends,
+    fails, or is abandoned (aclose)."""
 
     plan: Plan
     attempts: int
-    source: AsyncGenerator[list[StreamEvent], None]  # the events decoded from each upstream read
+    source: EventSource  # the events decoded from each upstream read
     mechanics: Attempts
     trace: Trace
     resources: AsyncExitStack  # the upstream response and the endpoint slot, released by aclose()
@@ -92,33 +97,57 @@ class GatewayStream:
     generated: list[str] = field(default_factory=list)  # the upstream's text so far (stop text included)
     final: StreamFinal | None = None
     tool_calls: int = 0
+    _relay_state: logprobs.DeltaRelay | None = None
+    _reader: StreamReader | None = None  # tool calls and JSON read from the text, for requests that need them
+    _over: bool = False
+
+    def __post_init__(self) -> None:
+        if self.plan.treatment.active:
+            self._reader = StreamReader(self.plan.treatment)
 
     @property
     def endpoint(self) -> Endpoint:
         return self.plan.endpoint
 
-    async def events(self) -> AsyncIterator[list[OutEvent]]:
-        """The deltas, then one StreamFinal, in batches: what one upstream read delivered travels together, so
-        the client gets one write per read instead of one per token (nothing waits for a batch to fill)."""
-        relay = logprobs.DeltaRelay(self.plan.params.stop, self.plan.logprobs)
-        end: StreamEnd | None = None
-        source = self._checked_source()
-        if self.plan.treatment.active:
-            source = _reading(source, StreamReader(self.plan.treatment))
+    async def next_batch(self) -> list[OutEvent] | None:
+        """The deltas of the next upstream read that carried any, and last a batch ending with one StreamFinal;
+        then None. What one read delivered travels together, so the client gets one write per read instead of
+        one per token (nothing waits for a batch to fill)."""
+        if self._over:
+            return None
+        relay = self._relay_state
+        if relay is None:
+            relay = self._relay_state = logprobs.DeltaRelay(self.plan.params.stop, self.plan.logprobs)
         out: list[OutEvent] = []
         try:
-            async for batch in source:
+            while True:
+                batch = await self._read()
                 if self.mechanics.cut is not None:
                     raise self.mechanics.cut
-                end = self._relay(batch, relay, out)
-                if end is not None or relay.stopped:
+                end = None if batch is None else self._relay(batch, relay, out)
+                if batch is None or end is not None or relay.stopped:
                     break  # stop reading: closing the stream ends the upstream generation early
                 if out:
-                    yield out
-                    out = []
-        finally:
-            await source.aclose()
+                    return out
+        except BaseException:
+            self._over = True
             await self.aclose()
+            raise
+        self._over = True
+        await self.aclose()
+        return self._ending(end, relay, out)
+
+    async def _read(self) -> list[StreamEvent] | None:
+        """The source's next batch, telling the endpoint's circuit breaker about a stream that breaks midway."""
+        try:
+            batch = await self.source.next()
+        except UpstreamError as exc:
+            self.mechanics.stream_broke(self.endpoint, exc)
+            raise
+        return batch if batch is None or self._reader is None else read_calls(batch, self._reader)
+
+    def _ending(self, end: StreamEnd | None, relay: logprobs.DeltaRelay, out: list[OutEvent]) -> list[OutEvent]:
+        """The last batch: what the last read delivered, the stop scanner's tail, and the final event."""
         if not relay.stopped:
             if end is None:
                 raise UpstreamStreamError(f"the stream from endpoint '{self.endpoint.id}' ended before its "
@@ -132,7 +161,7 @@ class GatewayStream:
         if self.on_final is not None:
             self.on_final(self.endpoint, text, final)
         out.append(final)  # what the last read delivered goes out with the final event
-        yield out
+        return out
 
     def _relay(self, batch: list[StreamEvent], relay: logprobs.DeltaRelay, out: list[OutEvent]) -> StreamEnd | None:
         """One upstream read's events into `out` (text through the stop scanner); the final event, if it came."""
@@ -153,15 +182,6 @@ class GatewayStream:
             if relay.stopped:
                 break
         return None
-
-    async def _checked_source(self) -> AsyncGenerator[list[StreamEvent], None]:
-        """The source, telling the endpoint's circuit breaker about a stream that breaks midway."""
-        try:
-            async for batch in self.source:
-                yield batch
-        except UpstreamError as exc:
-            self.mechanics.stream_broke(self.endpoint, exc)
-            raise
 
     async def aclose(self) -> None:
         """Close the upstream (idempotent): releases the connection and the endpoint slot."""
@@ -227,7 +247,7 @@ async def open_stream(mechanics: Attempts, req: GenerationRequest, plans: Sequen
             result = await mechanics.call(ep, plan.payloads[0], last=last, deadline=deadline, trace=trace)
             meter.bytes_out = len(result.raw.body)
             decoded = (adapter.decode if plan.logprobs is None else adapter.decode_logprobs)(result.raw)
-            return GatewayStream(plan, result.attempts, _replay(decoded), mechanics, trace, AsyncExitStack(), meter,
+            return GatewayStream(plan, result.attempts, Replay(decoded), mechanics, trace, AsyncExitStack(), meter,
                                  on_final)
         async with AsyncExitStack() as opening:
             await opening.enter_async_context(mechanics.slot(ep, wait=last, deadline=deadline))
@@ -242,8 +262,8 @@ async def open_stream(mechanics: Attempts, req: GenerationRequest, plans: Sequen
             resources = opening.pop_all()  # opened: the stream now owns the slot and the response
         decoder = adapter.stream_decoder()
         decoder.with_logprobs = plan.logprobs is not None
-        return GatewayStream(plan, attempts, _decode(decoder, first, parts, meter), mechanics, trace, resources, meter,
-                             on_final)
+        return GatewayStream(plan, attempts, Decoding(decoder, first, parts, meter), mechanics, trace, resources,
+                             meter, on_final)
 
     _, stream = await mechanics.failover(plans, attempt, trace)
     return stream
@@ -261,47 +281,6 @@ async def _open(transport: Transport, target: Target,
     return parts, first
 
 
-async def _decode(decoder: StreamDecoder, first: bytes, parts: AsyncIterator[bytes],
-                  meter: StreamMeter) -> AsyncGenerator[list[StreamEvent], None]:
-    meter.bytes_out += len(first)
-    events = decoder.feed(first)
-    if events:
-        yield events
-    async for part in parts:
-        meter.bytes_out += len(part)
-        events = decoder.feed(part)
-        if events:
-            yield events
-    events = decoder.close()
-    if events:
-        yield events
-
-
-async def _replay(decoded: Decoded) -> AsyncGenerator[list[StreamEvent], None]:
-    choice = decoded.choices[0]
-    head: list[StreamEvent] = [TokenDelta(choice.text, logprobs=choice.logprobs or ())] if choice.text else []
-    yield [*head, StreamEnd(choice.finish_reason, decoded.prompt_tokens, decoded.completion_tokens)]
-
-
-async def _reading(source: AsyncGenerator[list[StreamEvent], None],
-                   reader: StreamReader) -> AsyncGenerator[list[StreamEvent], None]:
-    """The source's events read for tool calls: text while it is text, whole calls when they are complete."""
-    try:
-        async for batch in source:
-            out: list[StreamEvent] = []
-            for event in batch:
-                if isinstance(event, TokenDelta):
-                    out.extend(reader.push(event))
-                elif isinstance(event, ToolCallEvent):
-                    out.append(reader.native(event))
-                else:
-                    out.extend(reader.finish())
-                    out.append(event)
-            yield out
-    finally:
-        await source.aclose()
-
-
 @dataclass
 class WholeAnswer:
     """A generation that had to be complete and valid before anything was relayed (emulated `required` tool calls,
@@ -310,6 +289,7 @@ class WholeAnswer:
     plan: Plan
     generation: Generation
     attempts: int = 1
+    done: bool = False
 
     def __post_init__(self) -> None:
         self.attempts = self.generation.attempts
@@ -318,13 +298,16 @@ class WholeAnswer:
     def endpoint(self) -> Endpoint:
         return self.plan.endpoint
 
-    async def events(self) -> AsyncIterator[list[OutEvent]]:
+    async def next_batch(self) -> list[OutEvent] | None:
+        if self.done:
+            return None
+        self.done = True
         gen = self.generation
         choice = gen.choices[0]
         out: list[OutEvent] = [TokenDelta(choice.text)] if choice.text else []
         out.extend(ToolCallEvent(call, i) for i, call in enumerate(choice.tool_calls))
         out.append(StreamFinal(choice.finish_reason or FinishReason.STOP, gen.usage, gen.cost_usd))
-        yield out
+        return out
 
     async def aclose(self) -> None:
         return None
