@@ -1,4 +1,5 @@
-"""The SageMaker runtime transport: SigV4-signed POSTs over one aiohttp keep-alive pool.
+"""The SageMaker runtime transport: SigV4-signed POSTs over one aiohttp keep-alive pool, and response streams over
+their own keep-alive connections (streamconn.py: the per-token read path without aiohttp's per-chunk machinery).
 
 Knows URLs, headers, signing, event-stream framing and AWS error shapes; never a payload schema.
 `map_error` is the one place where a non-2xx SageMaker answer becomes an UpstreamError.
@@ -27,6 +28,7 @@ from service.errors import (
 from service.transport.base import Payload, RawResponse, Target
 from service.transport.eventstream import PayloadPartDecoder, json_object
 from service.transport.signing import Signer
+from service.transport.streamconn import StreamPool
 
 if TYPE_CHECKING:
     from service.transport.credentials import CredentialRegistry
@@ -93,6 +95,7 @@ class SageMakerTransport:
         # Shorter than the idle timeouts of AWS front ends (60 s) so we drop a connection before they do.
         self._keepalive_s = keepalive_s
         self._session: aiohttp.ClientSession | None = None
+        self._streams = StreamPool(keepalive_s)
 
     async def invoke(self, target: Target, payload: Payload) -> RawResponse:
         url = f"{self._url(target)}/endpoints/{target.endpoint_name}/invocations"
@@ -108,31 +111,31 @@ class SageMakerTransport:
     async def invoke_stream(self, target: Target, payload: Payload) -> AsyncGenerator[bytes, None]:
         url = f"{self._url(target)}/endpoints/{target.endpoint_name}/invocations-response-stream"
         headers = self._signed(url, target, payload, {STREAM_ACCEPT: payload.accept})
-        # No total limit (generation may legitimately run long): the limits are on getting a connection
-        # (pool wait included) and on silence between chunks.
-        timeout = aiohttp.ClientTimeout(total=None, connect=target.timeout_s, sock_read=target.timeout_s)
+        # No total limit (generation may legitimately run long): the limits are on getting a connection and on
+        # silence while waiting for the response head and each chunk (streamconn.py: its own read path).
         with _connection_errors(target, mid_stream=False):
-            resp = await self._client().post(url, data=payload.body, headers=headers, timeout=timeout)
+            resp = await self._streams.open(url, headers, payload.body, target.timeout_s)
         try:
             if resp.status != 200:
                 with _connection_errors(target, mid_stream=False):
-                    body = await resp.read()
+                    body = await resp.read_all()
                 raise map_error(target.endpoint_name, resp.status, resp.headers, body)
             decoder = PayloadPartDecoder(target.endpoint_name)
             with _connection_errors(target, mid_stream=True):
-                async for chunk in resp.content.iter_any():
+                while chunk := await resp.read():
                     parts = decoder.feed(chunk)
                     if parts:  # the parts of one read, joined: their boundaries carry no meaning
                         yield parts[0] if len(parts) == 1 else b"".join(parts)
             decoder.close()
         finally:
-            # Runs on completion, error, aclose() and cancellation alike. After a full read the connection is
-            # already back in the pool and this is a no-op; otherwise it drops the half-read connection.
-            resp.close()
+            # Runs on completion, error, aclose() and cancellation alike: a complete response leaves its
+            # connection to the pool, a half-read one is closed (which ends the generation upstream).
+            resp.release()
 
     async def aclose(self) -> None:
         if self.credentials is not None:
             self.credentials.close()
+        self._streams.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -189,7 +192,7 @@ def _connection_errors(target: Target, *, mid_stream: bool) -> Iterator[None]:
     except TimeoutError as exc:  # aiohttp's timeouts subclass it
         raise UpstreamTimeout(f"SageMaker endpoint {name!r} did not answer within {target.timeout_s:g}s; "
                               f"raise the endpoint's timeout_s or shorten the request") from exc
-    except aiohttp.ClientError as exc:
+    except (aiohttp.ClientError, OSError) as exc:  # OSError: the stream path's (streamconn.py) and the OS's
         detail = redact(f"{type(exc).__name__}: {exc}")
         if mid_stream:
             raise UpstreamStreamError(f"the connection to SageMaker endpoint {name!r} broke mid-stream ({detail})",
