@@ -37,7 +37,7 @@ class _Connection(asyncio.Protocol):
         self.parser = httptools.HttpResponseParser(self)
         self.status = 0
         self.raw_headers: list[tuple[bytes, bytes]] = []
-        self.head_done = self.complete = self.paused = self.got_bytes = self.until_close = False
+        self.head_done = self.complete = self.paused = self.got_bytes = self.until_close = self.keep_alive = False
         self.body: list[bytes] = []
         self.buffered = 0
         self.failure: OSError | None = None
@@ -72,6 +72,7 @@ class _Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self.status = self.parser.get_status_code()
+        self.keep_alive = self.parser.should_keep_alive()  # read here: llhttp resets it once the message ends
         self.head_done = True
         names = {name.lower() for name, _ in self.raw_headers}
         self.until_close = b"content-length" not in names and b"transfer-encoding" not in names
@@ -184,7 +185,7 @@ class UpstreamResponse:
         if self._timer is not None:
             self._timer.cancel()
         conn = self.conn
-        if conn.complete and not conn.closed and conn.failure is None and conn.parser.should_keep_alive():
+        if conn.complete and not conn.closed and conn.failure is None and conn.keep_alive:
             self.pool.put(self.key, conn)
         elif conn.transport is not None:
             conn.transport.close()
