@@ -79,8 +79,8 @@ def send_in(*writes: bytes, close: bool = False, pause: float = 0.0) -> Script:
     return script
 
 
-async def read_all(transport: SageMakerTransport, target: Target = Target("ep")) -> list[bytes]:
-    return [part async for part in transport.invoke_stream(target, STREAM_PAYLOAD)]
+async def read_all(transport: SageMakerTransport, target: Target | None = None) -> list[bytes]:
+    return [part async for part in transport.invoke_stream(target or Target("ep"), STREAM_PAYLOAD)]
 
 
 async def test_bytes_split_anywhere_arrive_whole_and_in_order(server: RawServer,
