@@ -4,10 +4,10 @@
 Why not starlette's StreamingResponse: for a server declaring ASGI spec < 2.4 (uvicorn's httptools protocol
 declares 2.3, and its `send` silently drops writes after the client left) it runs every stream in an anyio task
 group, with its body iterator and a disconnect listener as two tasks; per relayed token that is an
-async-generator hop and the task group's machinery (tests/bench/PROFILE.md, issue 18). Here the body is pulled by
-the request's own task, and one `receive()` waits alongside it: when it reports `http.disconnect` before the
-response is complete, the task is cancelled (the upstream read is where it waits), the cancellation is
-absorbed, and the relay closes the upstream, releases the slot and records 499.
+async-generator hop and the task group's machinery (tests/bench/PROFILE.md, issue 18). Here one task pulls the
+relay and calls `send`, and one `receive()` waits alongside it: when it reports `http.disconnect` before the
+response is complete, the relay task is cancelled (the upstream read is where it waits), and the relay closes
+the upstream, releases the slot and records 499.
 """
 
 from __future__ import annotations
@@ -28,31 +28,42 @@ class EventStreamResponse(Response):
         self.relay = relay
         self.status_code = 200
         self.background = None
+        self._watch: _DisconnectWatch | None = None
         self.init_headers(headers)  # starlette's: content-type text/event-stream; charset=utf-8, no length
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        watch = _DisconnectWatch(receive)
+        # The relay runs in a task of its own: a token wakes only the frames of the relay (not the ASGI call's
+        # middleware stack above them), and a client that leaves cancels that task, nothing else.
+        pump = asyncio.ensure_future(self._pump(send))
+        watch = self._watch = _DisconnectWatch(receive, pump)  # before the pump's first step
         try:
-            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-            while (body := await self.relay.next()) is not None:
-                await send({"type": "http.response.body", "body": body, "more_body": True})
-            watch.stop()  # the last write completes the response, and uvicorn's receive() then says disconnect
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            await pump  # cancelling this task (server shutdown) cancels the pump too
         except asyncio.CancelledError:
-            if not watch.left:
-                raise  # a cancellation from elsewhere (server shutdown) goes on
-            watch.absorb()
+            current = asyncio.current_task()
+            if not watch.left or (current is not None and current.cancelling()):
+                raise  # not the client leaving: the cancellation goes on
         finally:
             watch.stop()
-            await self.relay.close()
+
+    async def _pump(self, send: Send) -> None:
+        relay = self.relay
+        try:
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            while (body := await relay.next()) is not None:
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+            if self._watch is not None:
+                self._watch.stop()  # the last write completes the response, and receive() then says disconnect
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            await relay.close()
 
 
 class _DisconnectWatch:
-    """One pending `receive()` beside the response; cancels the response's task when the client disconnects."""
+    """One pending `receive()` beside the response; cancels the relay when the client disconnects first."""
 
-    def __init__(self, receive: Receive) -> None:
+    def __init__(self, receive: Receive, pump: asyncio.Future[None]) -> None:
         self._receive = receive
-        self._task = asyncio.current_task()
+        self._pump = pump
         self.left = False
         self._stopped = False
         self._pending: asyncio.Future[Message] = self._arm()
@@ -63,19 +74,13 @@ class _DisconnectWatch:
         return pending
 
     def _received(self, pending: asyncio.Future[Message]) -> None:
-        if self._stopped or pending.cancelled() or pending.exception() is not None:
+        if self._stopped or pending.cancelled() or pending.exception() is not None or self._pump.done():
             return
         if pending.result()["type"] != "http.disconnect":
             self._pending = self._arm()  # not for us (nothing more is expected on a request already read)
             return
         self.left = True
-        if self._task is not None:
-            self._task.cancel()
-
-    def absorb(self) -> None:
-        """The cancellation this watch caused is handled: the task is not cancelled any more."""
-        if self._task is not None:
-            self._task.uncancel()
+        self._pump.cancel()
 
     def stop(self) -> None:
         if not self._stopped:

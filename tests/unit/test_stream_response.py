@@ -1,0 +1,86 @@
+"""EventStreamResponse against a scripted ASGI server: a finished stream is never taken for a disconnect, a client
+that leaves cancels the relay (which still closes), and a cancellation from the server goes on."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import MutableMapping
+from typing import Any, cast
+
+import pytest
+
+from service.api.sse import SseRelay
+from service.api.stream_response import EventStreamResponse
+
+
+class FakeRelay:
+    def __init__(self, pieces: list[bytes], stall: bool = False) -> None:
+        self.pieces = pieces
+        self.stall = stall
+        self.closed = asyncio.Event()
+        self.close_steps = 0
+
+    async def next(self) -> bytes | None:
+        if self.pieces:
+            return self.pieces.pop(0)
+        if self.stall:
+            await asyncio.Event().wait()  # an upstream that never sends again
+        return None
+
+    async def close(self) -> None:
+        for _ in range(5):  # closing takes several loop turns (upstream close, limiter, logs)
+            await asyncio.sleep(0)
+            self.close_steps += 1
+        self.closed.set()
+
+
+class Server:
+    """Like uvicorn's cycle: receive() says http.disconnect once the response completed or the client left."""
+
+    def __init__(self) -> None:
+        self.sent: list[MutableMapping[str, Any]] = []
+        self.gone = asyncio.Event()
+
+    async def receive(self) -> dict[str, Any]:
+        await self.gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: MutableMapping[str, Any]) -> None:
+        self.sent.append(message)
+        if message["type"] == "http.response.body" and not message["more_body"]:
+            self.gone.set()
+
+
+def response(relay: FakeRelay) -> EventStreamResponse:
+    return EventStreamResponse(cast(SseRelay, relay), {"x-jumpgate-endpoint": "ep"})
+
+
+async def test_a_finished_stream_closes_whole() -> None:
+    relay, server = FakeRelay([b"a", b"b"]), Server()
+    await response(relay)({"type": "http"}, server.receive, server.send)
+    assert [m.get("body") for m in server.sent] == [None, b"a", b"b", b""]
+    assert server.sent[0]["headers"] == [(b"x-jumpgate-endpoint", b"ep"),
+                                         (b"content-type", b"text/event-stream; charset=utf-8")]
+    assert relay.close_steps == 5, "the completion's http.disconnect must not cut the relay's close short"
+
+
+async def test_a_client_that_leaves_cancels_the_relay() -> None:
+    relay, server = FakeRelay([b"a"], stall=True), Server()
+    call = asyncio.ensure_future(response(relay)({"type": "http"}, server.receive, server.send))
+    while len(server.sent) < 2:
+        await asyncio.sleep(0)
+    server.gone.set()  # the client disconnects while the relay waits for the upstream
+    await asyncio.wait_for(call, 5)  # returns normally: nothing left to answer
+    assert relay.closed.is_set() and relay.close_steps == 5
+    assert all(m.get("more_body", True) for m in server.sent), "no end of body after the client left"
+
+
+async def test_a_server_cancellation_goes_on_and_the_relay_still_closes() -> None:
+    relay, server = FakeRelay([], stall=True), Server()
+    call = asyncio.ensure_future(response(relay)({"type": "http"}, server.receive, server.send))
+    while not server.sent:
+        await asyncio.sleep(0)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    await asyncio.wait_for(relay.closed.wait(), 5)
