@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -47,10 +47,12 @@ class RequestIdMiddleware:
         scope.setdefault("state", {})["request_id"] = rid
         encoded = rid.encode()
 
-        async def send_with_id(message: Message) -> None:
+        # A plain function handing back the server's own awaitable: a stream calls this once per token, and an
+        # `async def` wrapper would add a coroutine per call.
+        def send_with_id(message: Message) -> Awaitable[None]:
             if message["type"] == "http.response.start":
                 headers = [(k, v) for k, v in message.get("headers", []) if k != b"x-request-id"]
                 message["headers"] = [*headers, (b"x-request-id", encoded)]
-            await send(message)
+            return send(message)
 
         await self.app(scope, receive, send_with_id)

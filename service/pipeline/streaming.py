@@ -121,7 +121,13 @@ class GatewayStream:
         out: list[OutEvent] = []
         try:
             while True:
-                batch = await self._read()
+                try:
+                    batch = await self.source.next()
+                except UpstreamError as exc:  # a stream that breaks midway counts against the endpoint's circuit
+                    self.mechanics.stream_broke(self.endpoint, exc)
+                    raise
+                if batch is not None and self._reader is not None:
+                    batch = read_calls(batch, self._reader)
                 if self.mechanics.cut is not None:
                     raise self.mechanics.cut
                 end = None if batch is None else self._relay(batch, relay, out)
@@ -136,15 +142,6 @@ class GatewayStream:
         self._over = True
         await self.aclose()
         return self._ending(end, relay, out)
-
-    async def _read(self) -> list[StreamEvent] | None:
-        """The source's next batch, telling the endpoint's circuit breaker about a stream that breaks midway."""
-        try:
-            batch = await self.source.next()
-        except UpstreamError as exc:
-            self.mechanics.stream_broke(self.endpoint, exc)
-            raise
-        return batch if batch is None or self._reader is None else read_calls(batch, self._reader)
 
     def _ending(self, end: StreamEnd | None, relay: logprobs.DeltaRelay, out: list[OutEvent]) -> list[OutEvent]:
         """The last batch: what the last read delivered, the stop scanner's tail, and the final event."""

@@ -94,8 +94,10 @@ class _Connection(asyncio.Protocol):
 
     def _wake(self) -> None:
         waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
 
 
 class Headers(dict[str, str]):
@@ -150,21 +152,19 @@ class UpstreamResponse:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    async def _wait(self) -> None:
-        """Until the connection has news, or `timeout_s` passed since its last data (TimeoutError)."""
+    def _wait(self) -> asyncio.Future[None]:
+        """What resolves when the connection has news, or `timeout_s` after its last data (then with a failure).
+        A future, not a coroutine: awaited once per token."""
         conn = self.conn
-        conn.waiter = conn.loop.create_future()
+        waiter = conn.waiter = conn.loop.create_future()
         if self._timer is None:
             self._timer = conn.loop.call_at(conn.last_data + self.timeout_s, self._check_silence)
-        try:
-            await conn.waiter
-        finally:
-            conn.waiter = None
+        return waiter
 
     def _check_silence(self) -> None:
         conn = self.conn
         self._timer = None
-        if conn.waiter is None or conn.paused:
+        if conn.waiter is None or conn.waiter.done() or conn.paused:
             return  # nobody waits for the upstream (the next wait re-arms the timer)
         due = conn.last_data + self.timeout_s
         if conn.loop.time() < due:
