@@ -38,3 +38,13 @@ def test_shares_and_microseconds_add_up() -> None:
     out = relay_summary(parse(LINES), us_per_token=32.0)
     assert out[0] == "by relay stage (32 samples x 32 µs per token):"
     assert out[1] == "   34.4%    11.0 µs  write to the client socket (uvicorn send)"  # 11 of 32 samples
+
+
+def test_the_relays_own_read_path_and_response_count_in_the_same_stages() -> None:
+    lines = [
+        ROOT + ";EventStreamResponse._pump (service/api/stream_response.py:60);SseRelay.next (service/api/sse.py:160)"
+               ";UpstreamResponse.read (service/transport/streamconn.py:120) 1",
+        ROOT + ";EventStreamResponse._pump (service/api/stream_response.py:60) 1",
+    ]
+    assert [relay_stage(frames) for frames, _ in parse(lines)] == [
+        "read from the upstream socket (aiohttp)", "ASGI response glue (starlette StreamingResponse, anyio)"]
