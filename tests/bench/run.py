@@ -103,6 +103,8 @@ def _parser() -> argparse.ArgumentParser:
                         "plain: the paced run at --paced-profile-at streams); collapsed stacks go to FILE")
     p.add_argument("--profile-at", type=int, default=32, choices=(1, 32), metavar="C",
                    help="concurrency of the non-streaming gateway run that --profile samples (1 or 32; default 32)")
+    p.add_argument("--trace-sample-rate", type=float, default=1.0, metavar="R",
+                   help="tracing.sample_rate of the traced gateway (--scenarios traced; default 1.0: every request)")
     paced_args = p.add_argument_group("paced streams (--scenarios paced; not in --quick)")
     paced_args.add_argument("--paced-streams", default="100,200,300,400,500", metavar="N,N,...",
                             help="concurrent streams per run, in order (default 100,200,300,400,500)")
@@ -205,7 +207,7 @@ class Bench:
         spans exported over OTLP http/protobuf to a receiver that decodes them) against this one, the same
         load alternated between the two, twice, so drift on a shared machine shows as a spread."""
         with otlp_receiver() as receiver:
-            traced = self.stack.start_traced(receiver.url)
+            traced = self.stack.start_traced(receiver.url, self.args.trace_sample_rate)
             self.watch["traced"] = traced.popen.pid
             try:
                 on = {name: {**self.specs[name], "url": traced.url + "/v1/chat/completions"}
@@ -218,7 +220,8 @@ class Bench:
                         self.res.traced[f"off {kind} #{round_}"] = self.drive(self.specs[name], conc,
                                                                                self.args.duration / 2)
                         self.res.traced[f"on {kind} #{round_}"] = self.drive(on[name], conc, self.args.duration / 2)
-                self.res.traced_spans = _spans_exported(receiver, self.res.traced)
+                self.res.traced_spans = _spans_exported(receiver, self.res.traced, self.args.trace_sample_rate)
+                self.res.trace_sample_rate = self.args.trace_sample_rate
             finally:
                 traced.stop()
                 del self.watch["traced"]
@@ -275,10 +278,13 @@ class Bench:
                 "wall": time.perf_counter()}
 
 
-def _spans_exported(receiver: Receiver, runs: dict[str, Measured]) -> tuple[int, int]:
+def _spans_exported(receiver: Receiver, runs: dict[str, Measured], sample_rate: float) -> tuple[int, int]:
     """(spans the receiver decoded, spans expected: a SERVER and a CLIENT span per traced request), once the
     batch exporter (a 5 s schedule) has sent what it holds, or after a bounded wait."""
     expected = 2 * sum(int(m.load["requests"]) for name, m in runs.items() if name.startswith("on "))
+    if sample_rate < 1.0:  # a ratio sampler: how many is chance; wait for the exporter's schedule, then count
+        time.sleep(6)
+        return len(receiver.snapshot()), round(expected * sample_rate)
     deadline = time.monotonic() + 30
     while len(receiver.snapshot()) < expected and time.monotonic() < deadline:
         time.sleep(0.2)
