@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Callable, Iterable
 
@@ -48,6 +49,11 @@ def host_allowed(host: str, allowed: Iterable[str]) -> bool:
     extra = set(allowed)
     if "*" in extra or name in extra or name == "localhost" or name.endswith(".localhost"):
         return True
+    return _loopback_address(name)
+
+
+@functools.lru_cache(maxsize=256)  # a pure function of the name; bounded, so hostile Host values cannot grow it
+def _loopback_address(name: str) -> bool:
     try:
         return ipaddress.ip_address(name).is_loopback
     except ValueError:

@@ -15,8 +15,10 @@ short to tell.
 from __future__ import annotations
 
 import ast
+import io
 import json
 import re
+import tokenize
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,22 +114,83 @@ def _json_call(item: Any) -> ParsedCall | None:
 def _pythonic_calls(body: str) -> list[ParsedCall] | None:
     if not body.startswith("["):
         return None
+    renamed = _safe_names(body)
+    if renamed is None:
+        return None
+    source, names = renamed
     try:
-        tree = ast.parse(body, mode="eval").body
+        tree = ast.parse(source, mode="eval").body
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
     if not isinstance(tree, ast.List) or not tree.elts:
         return None
     calls = []
     for node in tree.elts:
-        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name) or node.args:
+        if (not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name) or node.args
+                or any(k.arg is None for k in node.keywords)):  # `**kwargs` is no argument a schema names
             return None
         try:
-            args = {k.arg: ast.literal_eval(k.value) for k in node.keywords if k.arg}
+            args = {names.get(k.arg, k.arg): ast.literal_eval(k.value) for k in node.keywords if k.arg}
         except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
             return None
-        calls.append(ParsedCall(node.func.id, args))
+        calls.append(ParsedCall(names.get(node.func.id, node.func.id), args))
     return calls
+
+
+def _safe_names(body: str) -> tuple[str, dict[str, str]] | None:
+    """`body` with every call name and keyword name replaced by a placeholder identifier, and the placeholders'
+    original names. Function and parameter names are JSON Schema / OpenAI names, not Python identifiers: `or`,
+    `class` and `get-weather` are valid tool or parameter names that `ast` cannot read. Literals are untouched
+    (tokenize tells names from text inside strings)."""
+    try:
+        tokens = [t for t in tokenize.generate_tokens(io.StringIO(body).readline)
+                  if t.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT, tokenize.ENDMARKER)]
+    except (tokenize.TokenError, SyntaxError, ValueError):
+        return None
+    starts = _line_starts(body)
+    spans: list[tuple[int, int, str]] = []
+    depth, i = 0, 0
+    while i < len(tokens):
+        tok = tokens[i]
+        if tok.type == tokenize.NAME and i > 0 and tokens[i - 1].string in "[(,":
+            j = _name_run(tokens, i)
+            follows = tokens[j].string if j < len(tokens) else ""
+            if (depth == 1 and follows == "(") or (depth == 2 and follows == "="):
+                begin, end = _offset(starts, tok.start), _offset(starts, tokens[j - 1].end)
+                spans.append((begin, end, body[begin:end]))
+                i = j
+                continue
+        depth += {"[": 1, "(": 1, "{": 1, "]": -1, ")": -1, "}": -1}.get(tok.string, 0) if tok.type == tokenize.OP \
+            else 0
+        i += 1
+    names: dict[str, str] = {}
+    for k, (begin, end, original) in enumerate(reversed(spans)):
+        placeholder = f"_jg_name_{k}"
+        names[placeholder] = original
+        body = body[:begin] + placeholder + body[end:]
+    return body, names
+
+
+def _name_run(tokens: list[tokenize.TokenInfo], i: int) -> int:
+    """The index after a name written without spaces, hyphens and dots included (`get-weather`)."""
+    j = i + 1
+    while (j + 1 < len(tokens) and tokens[j].string in "-." and tokens[j].type == tokenize.OP
+           and tokens[j].start == tokens[j - 1].end and tokens[j + 1].start == tokens[j].end
+           and tokens[j + 1].type in (tokenize.NAME, tokenize.NUMBER)):
+        j += 2
+    return j
+
+
+def _line_starts(text: str) -> list[int]:
+    starts, at = [0, 0], 0
+    for line in text.splitlines(keepends=True):
+        at += len(line)
+        starts.append(at)
+    return starts
+
+
+def _offset(starts: list[int], position: tuple[int, int]) -> int:
+    return starts[position[0]] + position[1]
 
 
 def call_prefix(text: str) -> bool | None:

@@ -19,6 +19,8 @@ LABELS = (
     "TTFT overhead:", "relay cost per token:",
     "embeddings direct  c=1 ", "embeddings gateway c=1 ", "embeddings direct  c=32", "embeddings gateway c=32",
     "embeddings overhead c=1:",
+    "tracing off plain c=32", "tracing on  plain c=32", "tracing off stream c=1", "tracing on  stream c=1",
+    "tracing overhead:",
     "RSS after warm-up:", "RSS after",
     "LiteLLM",
 )
@@ -57,6 +59,10 @@ class Results:
     embeddings: dict[str, Measured] = field(default_factory=dict)  # "direct c=1", "gateway c=32", ...
     embedding_inputs: int = 32  # vectors per request
     litellm_note: str = "not run"
+    #: "off plain c=32 #1", "on stream c=1 #2", ...: the same load without and with tracing, two rounds
+    traced: dict[str, Measured] = field(default_factory=dict)
+    traced_spans: tuple[int, int] = (0, 0)  # (decoded by the OTLP receiver, expected)
+    trace_sample_rate: float = 1.0
 
 
 def machine() -> str:
@@ -96,6 +102,7 @@ def render(res: Results, *, command: str, setup: str, code: str) -> list[str]:
     lines += _plain(res)
     lines += _stream(res)
     lines += _embeddings(res)
+    lines += _traced(res)
     lines += _memory(res)
     lines += _litellm(res)
     return lines
@@ -170,6 +177,34 @@ def _embeddings(res: Results) -> list[str]:
                    f"(gateway minus direct; the gateway also encodes {res.embedding_inputs} base64 vectors)")
     else:
         out.append("embeddings overhead c=1: skipped")
+    return [*out, ""]
+
+
+def _traced(res: Results) -> list[str]:
+    out = [f"tracing (sample rate {res.trace_sample_rate:<4g})   req/s     p50 ms   p99 ms   gateway CPU µs/req "
+           "(round 1, round 2)"]
+    per_req: dict[str, list[float]] = {}
+    for label in ("tracing off plain c=32", "tracing on  plain c=32", "tracing off stream c=1",
+                  "tracing on  stream c=1"):
+        key = " ".join(label.split()[1:])
+        rounds = [res.traced[f"{key} #{r}"] for r in (1, 2) if f"{key} #{r}" in res.traced]
+        if not rounds:
+            out.append(f"{label} skipped")
+            continue
+        proc = "traced" if key.startswith("on") else "gateway"
+        per_req[key] = [m.cpu_us_per_req(proc) for m in rounds]
+        m = rounds[-1]
+        out.append(f"{label}          {m.rps:8.0f}  {m.ms('latency', 'p50'):7.2f}  {m.ms('latency', 'p99'):7.2f}  "
+                   + ", ".join(f"{v:.0f}" for v in per_req[key]))
+    if len(per_req) == 4:
+        ratio = {kind: sum(per_req[f"on {kind}"]) / sum(per_req[f"off {kind}"])
+                 for kind in ("plain c=32", "stream c=1")}
+        got, expected = res.traced_spans
+        out.append(f"tracing overhead: gateway CPU per request x{ratio['plain c=32']:.2f} non-streaming c=32, "
+                   f"x{ratio['stream c=1']:.2f} streaming c=1 (on / off, both rounds); spans decoded by the "
+                   f"OTLP receiver {got} of {expected}{'' if res.trace_sample_rate == 1 else ' expected on average'}")
+    else:
+        out.append("tracing overhead: skipped")
     return [*out, ""]
 
 

@@ -32,9 +32,10 @@ from typing import Any
 from tests.bench import paced, paced_report
 from tests.bench import stack as st
 from tests.bench.report import Measured, Results, code_version, header, render
+from tests.otlp import Receiver, otlp_receiver
 from tests.procs import ROOT
 
-SCENARIOS = ("plain", "stream", "embeddings", "memory", "litellm", "paced")
+SCENARIOS = ("plain", "stream", "embeddings", "traced", "memory", "litellm", "paced")
 QUICK_SKIPS = ("litellm", "paced")
 RSS_REQUESTS = 100_000
 RSS_MAX_S = 900.0  # the RSS run is bounded by time too
@@ -102,6 +103,8 @@ def _parser() -> argparse.ArgumentParser:
                         "plain: the paced run at --paced-profile-at streams); collapsed stacks go to FILE")
     p.add_argument("--profile-at", type=int, default=32, choices=(1, 32), metavar="C",
                    help="concurrency of the non-streaming gateway run that --profile samples (1 or 32; default 32)")
+    p.add_argument("--trace-sample-rate", type=float, default=1.0, metavar="R",
+                   help="tracing.sample_rate of the traced gateway (--scenarios traced; default 1.0: every request)")
     paced_args = p.add_argument_group("paced streams (--scenarios paced; not in --quick)")
     paced_args.add_argument("--paced-streams", default="100,200,300,400,500", metavar="N,N,...",
                             help="concurrent streams per run, in order (default 100,200,300,400,500)")
@@ -178,6 +181,8 @@ class Bench:
                 for name in ("direct", "gateway"):
                     self.res.embeddings[f"{name} c={conc}"] = self.drive(self.specs[f"embeddings {name}"], conc,
                                                                          self.args.duration)
+        if "traced" in self.args.chosen:
+            self._traced()
         if "memory" in self.args.chosen:
             self._memory()
         if "litellm" in self.args.chosen:
@@ -196,6 +201,30 @@ class Bench:
             for name in ("direct", "gateway"):
                 profile = self.args.profile if (name, conc) == ("gateway", self.args.profile_at) else None
                 self.res.plain[f"{name} c={conc}"] = self.drive(self.specs[name], conc, self.args.duration, profile)
+
+    def _traced(self) -> None:
+        """Tracing off vs on: a second gateway (same config plus a `tracing` section, every request sampled,
+        spans exported over OTLP http/protobuf to a receiver that decodes them) against this one, the same
+        load alternated between the two, twice, so drift on a shared machine shows as a spread."""
+        with otlp_receiver() as receiver:
+            traced = self.stack.start_traced(receiver.url, self.args.trace_sample_rate)
+            self.watch["traced"] = traced.popen.pid
+            try:
+                on = {name: {**self.specs[name], "url": traced.url + "/v1/chat/completions"}
+                      for name in ("gateway", "stream gateway")}
+                # warm-up; its spans are exported too, so it counts in what the receiver must decode
+                self.res.traced["on warm-up"] = self.drive(on["gateway"], 32, max(0.5, self.args.duration / 5))
+                for round_ in (1, 2):
+                    for (conc, name) in ((32, "gateway"), (1, "stream gateway")):
+                        kind = "plain c=32" if conc == 32 else "stream c=1"
+                        self.res.traced[f"off {kind} #{round_}"] = self.drive(self.specs[name], conc,
+                                                                               self.args.duration / 2)
+                        self.res.traced[f"on {kind} #{round_}"] = self.drive(on[name], conc, self.args.duration / 2)
+                self.res.traced_spans = _spans_exported(receiver, self.res.traced, self.args.trace_sample_rate)
+                self.res.trace_sample_rate = self.args.trace_sample_rate
+            finally:
+                traced.stop()
+                del self.watch["traced"]
 
     def _memory(self) -> None:
         pid = self.watch["gateway"]
@@ -247,6 +276,19 @@ class Bench:
         cpu = {name: st.cpu_seconds(pid) for name, pid in self.watch.items()}
         return {**cpu, "loadgen": st.children_cpu_seconds(), "machine": st.machine_busy_seconds(),
                 "wall": time.perf_counter()}
+
+
+def _spans_exported(receiver: Receiver, runs: dict[str, Measured], sample_rate: float) -> tuple[int, int]:
+    """(spans the receiver decoded, spans expected: a SERVER and a CLIENT span per traced request), once the
+    batch exporter (a 5 s schedule) has sent what it holds, or after a bounded wait."""
+    expected = 2 * sum(int(m.load["requests"]) for name, m in runs.items() if name.startswith("on "))
+    if sample_rate < 1.0:  # a ratio sampler: how many is chance; wait for the exporter's schedule, then count
+        time.sleep(6)
+        return len(receiver.snapshot()), round(expected * sample_rate)
+    deadline = time.monotonic() + 30
+    while len(receiver.snapshot()) < expected and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return len(receiver.snapshot()), expected
 
 
 def _py_spy(pid: int, out: str, duration: float) -> None:

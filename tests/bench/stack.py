@@ -82,6 +82,16 @@ class Stack:
             raise
         self.litellm: Proc | None = None
 
+    def start_traced(self, otlp_url: str, sample_rate: float) -> Proc:
+        """A second gateway, the same config plus tracing (`sample_rate` of requests), exported to `otlp_url`. The
+        exporter's queue holds a whole run, so the figure includes exporting every span, none dropped."""
+        config = self.tmp / "jumpgate-traced.yaml"
+        data = demo_config_data(self.sim.url)
+        data["tracing"] = {"otlp_endpoint": otlp_url, "sample_rate": sample_rate}
+        config.write_text(yaml.safe_dump(data))
+        return start_gateway(self.tmp, config, extra=["--workers", "1"],
+                             env={"OTEL_BSP_MAX_QUEUE_SIZE": "262144", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "2048"})
+
     def stop(self) -> None:
         for proc in (self.litellm, self.gw, self.sim):
             if proc is not None:

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.e2e
 
 NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
 DECIMAL = re.compile(r"[-+]?\d+\.\d+")  # the report prints measured figures with decimals
-TINY = ["--quick", "--duration", "1", "--rss-requests", "300", "--scenarios", "plain,stream,embeddings,memory"]
+TINY = ["--quick", "--duration", "1", "--rss-requests", "300", "--scenarios", "plain,stream,embeddings,traced,memory"]
 
 
 @pytest.fixture(scope="module")
@@ -92,3 +92,16 @@ def test_rss_is_read_before_and_after(report: list[str]) -> None:
 
 def test_litellm_is_not_run_in_tiny_mode(report: list[str]) -> None:
     assert [x for x in report if x.startswith("LiteLLM")] == ["LiteLLM proxy: not run"]
+
+
+@pytest.mark.parametrize("label", ["tracing off plain c=32", "tracing on  plain c=32", "tracing off stream c=1",
+                                   "tracing on  stream c=1"])
+def test_tracing_rows_have_rate_latencies_and_cpu_per_request(report: list[str], label: str) -> None:
+    rps, p50, p99, *cpu = numbers(line(report, label).removeprefix(label))
+    assert rps > 0 and 0 < p50 <= p99 and len(cpu) == 2 and all(c > 0 for c in cpu)
+
+
+def test_tracing_overhead_counts_every_span_it_exported(report: list[str]) -> None:
+    row = line(report, "tracing overhead:")
+    got, expected = (int(x) for x in re.search(r"receiver (\d+) of (\d+)", row).groups())  # type: ignore[union-attr]
+    assert expected > 0 and got == expected, row  # a traced run whose spans never arrived measured nothing

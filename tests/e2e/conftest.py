@@ -20,7 +20,7 @@ IMAGES = {"/images/red.png": png(), "/raw/": png(32, 16, (20, 90, 200)),
 LMI_TOOLS_ENDPOINT = "jumpgate-e2e-lmi-tools"
 
 
-def e2e_config(runtime_url: str, image_host: str) -> dict[str, Any]:
+def e2e_config(runtime_url: str, image_host: str = "images.invalid") -> dict[str, Any]:
     """The demo config plus a model whose policy drops unsupported parameters, and the loopback image server
     allowed as an image URL host."""
     data = demo_config_data(runtime_url)

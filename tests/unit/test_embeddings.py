@@ -281,3 +281,4 @@ async def test_keys_allowed_models_and_token_limits_apply_to_embeddings() -> Non
         second = await client.post("/v1/embeddings", json=body, headers={"authorization": "Bearer k-rag"})
         assert second.status_code == 429 and second.json()["error"]["code"] == "tokens_per_minute"
         assert len(fake.calls) == 1
+

@@ -223,3 +223,20 @@ async def test_metadata_is_bounded(make_client: Any, metadata: Any) -> None:
     client, _ = make_client(lambda t, p: tgi_answer([("Hi", -0.5)]))
     resp = await client.post("/v1/chat/completions", json=chat("llama3-8b", metadata=metadata))
     assert resp.status_code == 400 and resp.json()["error"]["param"].startswith("metadata")
+
+
+async def test_models_say_per_endpoint_how_tools_json_and_images_are_served(make_client: Any) -> None:
+    client, _ = make_client(lambda target, payload: None)  # nothing is invoked
+    listed = {m["id"]: m["endpoints"][0] for m in (await client.get("/v1/models")).json()["data"]
+              if m["kind"] == "text_generation"}
+    # what the demo's containers allow (README "Tools, structured output and images"), resolved from its config
+    assert (listed["llama3-8b-messages"]["tools"], listed["llama3-8b-messages"]["json_schema_output"]) == \
+        ("native", "grammar")
+    assert listed["llama3-8b"]["tools"] == "prompt" and listed["llama3-8b"]["tool_format"] == "llama3_json"
+    assert listed["llama3-8b"]["json_schema_output"] == "grammar"
+    assert (listed["llama3-8b-dolly"]["tools"], listed["llama3-8b-dolly"]["json_schema_output"]) == \
+        ("prompt", "prompt")
+    for refusing in ("flan-t5-xl", "llama2-7b-chat"):
+        assert (listed[refusing]["tools"], listed[refusing]["json_schema_output"]) == (None, None), refusing
+    assert listed["llama32-11b-vision"]["images"] == {"max_images": 1}
+    assert listed["llama3-8b"]["images"] is None

@@ -36,6 +36,18 @@ def test_every_format_parses_back(calls: list[tuple[str, dict[str, Any]]], fmt: 
     assert parse_calls(text) == [ParsedCall(n, a) for n, a in calls]
 
 
+def test_pythonic_names_that_python_cannot_read_are_read() -> None:
+    # OpenAI function and JSON Schema property names are not Python identifiers: keywords and hyphens are valid
+    text = '[class(if=1, for-each="a, b(c)"), get-weather(city="or(")]'
+    assert parse_calls(text) == [ParsedCall("class", {"if": 1, "for-each": "a, b(c)"}),
+                                 ParsedCall("get-weather", {"city": "or("})]
+
+
+def test_pythonic_calls_with_unpacked_arguments_are_not_calls() -> None:
+    assert parse_calls("[f(**x)]") is None
+    assert parse_calls("[f(1)]") is None
+
+
 @given(name=NAMES, args=ARGS, wrap=WRAPPERS, key=st.sampled_from(["parameters", "arguments"]))
 def test_the_json_format_parses_back(name: str, args: dict[str, Any], wrap: tuple[str, str], key: str) -> None:
     text = wrap[0] + json.dumps({"name": name, key: args}) + wrap[1]
