@@ -26,7 +26,7 @@ from service.api.routes import TIMEOUT_HEADER, client_timeout, read_body
 from service.api.wire import parse_body
 from service.config.tenancy import InputLimits
 from service.embedding import EmbeddingRequest, Embeddings
-from service.errors import GatewayError, PayloadTooLarge
+from service.errors import PayloadTooLarge
 from service.telemetry.trace import Trace
 from service.tenancy import Tenant
 
@@ -51,11 +51,8 @@ async def embeddings(request: Request) -> Response:
         await state.limiter.admit(tenant)
         result = await state.gateway.embed(req, trace)
         return render.JSONResponse(body(req, result), headers=headers(result))
-    except GatewayError as err:
-        trace.note_error(err)
-        raise
-    except Exception:
-        trace.status, trace.error = 500, "internal_error"
+    except Exception as exc:
+        trace.note_failure(exc)
         raise
     finally:
         await Finisher(state.metrics, state.limiter, tenant, trace).finish()

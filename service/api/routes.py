@@ -27,7 +27,6 @@ from service.api.wire import check_size, parse_body
 from service.canonical import Api, Generation, GenerationRequest
 from service.errors import (
     ClientDisconnected,
-    GatewayError,
     InvalidRequest,
     ModelNotFound,
     NotReady,
@@ -77,11 +76,8 @@ async def _serve(request: Request, api: Api, wire_model: type[WireRequest], rend
         if state.log_prompts:
             trace.prompt, trace.completion = _prompt_of(req), "\n".join(c.text for c in gen.choices)
         return render.JSONResponse(renderer(req, gen), headers=render.headers(gen))
-    except GatewayError as err:
-        trace.note_error(err)
-        raise
-    except Exception:
-        trace.status, trace.error = 500, "internal_error"
+    except Exception as exc:
+        trace.note_failure(exc)
         raise
     finally:
         if not handed_to_stream:

@@ -48,6 +48,13 @@ class Trace:
     span: Any = None                # the request's OpenTelemetry span, when tracing is on (telemetry/tracing.py)
     trace_id: str | None = None     # its trace id, for the request log line
 
+    def note_failure(self, exc: Exception) -> None:
+        """What a request that raised is recorded as: its GatewayError, or an unexpected 500."""
+        if isinstance(exc, GatewayError):
+            self.note_error(exc)
+        else:
+            self.status, self.error = 500, "internal_error"
+
     def note_error(self, err: GatewayError) -> None:
         self.status, self.error = err.status, err.code
         if err.client_fault:
