@@ -15,17 +15,21 @@ SESSION_TOKEN = "session-token-example"
 REGION = "us-west-2"
 
 
-@pytest.fixture
-async def runtime() -> AsyncIterator[FakeRuntime]:
+async def serve_fake_runtime() -> tuple[FakeRuntime, web.AppRunner]:
+    """A FakeRuntime listening on a loopback port (its `url` set); clean up the runner when done."""
     fake = FakeRuntime()
     app = web.Application()
     app.router.add_post("/endpoints/{name}/{operation}", fake.dispatch)
     runner = web.AppRunner(app, shutdown_timeout=1)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    fake.url = f"http://127.0.0.1:{port}"
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    fake.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    return fake, runner
+
+
+@pytest.fixture
+async def runtime() -> AsyncIterator[FakeRuntime]:
+    fake, runner = await serve_fake_runtime()
     yield fake
     fake.release.set()
     await runner.cleanup()

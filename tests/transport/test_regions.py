@@ -21,6 +21,7 @@ from service.transport.factory import build_transport
 from service.transport.sagemaker import map_error
 from tests.discover.conftest import start_moto
 from tests.sigv4 import verify
+from tests.transport.conftest import serve_fake_runtime
 from tests.transport.upstream import FakeRuntime, aws_error
 
 STATIC = CredentialSpec("static", access_key_id="AKIDEASTSTATIC000001", secret_access_key="east-secret")
@@ -72,20 +73,9 @@ def test_a_role_is_assumed_with_sts_by_botocores_fetcher(sts_env: str) -> None:
 @pytest.fixture
 async def runtimes() -> AsyncIterator[tuple[FakeRuntime, FakeRuntime]]:
     """Two runtime hosts, standing for two regions."""
-    runners, fakes = [], []
-    for _ in range(2):
-        fake = FakeRuntime()
-        app = web.Application()
-        app.router.add_post("/endpoints/{name}/{operation}", fake.dispatch)
-        runner = web.AppRunner(app, shutdown_timeout=1)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        fake.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-        runners.append(runner)
-        fakes.append(fake)
-    yield fakes[0], fakes[1]
-    for runner in runners:
+    (first, r1), (second, r2) = await serve_fake_runtime(), await serve_fake_runtime()
+    yield first, second
+    for runner in (r1, r2):
         await runner.cleanup()
 
 
