@@ -9,21 +9,26 @@ connection's start or the request's first byte), the body within `server.body_ti
 `server.max_connections` connections are open per worker. Once a request is complete no timer runs, so a long
 response stream to a client that reads is never cut. The settings come from the app's lifespan state, so a
 SIGHUP reload applies to new connections.
+
+Each request's scope also carries `SocketBody` (extension BODY_SOCKET): the streaming response writes its body
+pieces straight to the client's transport with it (service/api/stream_response.py says why).
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
 import orjson
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from service.config.server import ServerConfig
 
 #: lifespan state key under which create_app publishes a callable returning the current ServerConfig
 SERVER_SETTINGS = "jumpgate.server_settings"
 _DEFAULT = ServerConfig()
+#: the ASGI scope extension offering the client's socket for a streamed body (read by service/api/stream_response.py)
+BODY_SOCKET = "jumpgate.body_socket"
 _REASONS = {400: b"Bad Request", 408: b"Request Timeout", 503: b"Service Unavailable"}
 
 
@@ -47,6 +52,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._disarm()
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and cycle.scope is self.scope:  # this request's cycle (not an upgrade's refusal)
+            extensions = cast(dict[str, object], self.scope.setdefault("extensions", {}))
+            extensions[BODY_SOCKET] = SocketBody(cycle)
         self._arm(self._limits().body_timeout_s, "the request body")
 
     def on_message_complete(self) -> None:
@@ -95,6 +104,37 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             head.append(b"retry-after: %d\r\n" % retry_after)
         self.transport.write(b"".join([*head, b"\r\n", body]))
         self.transport.close()
+
+
+class SocketBody:
+    """A streamed response body written straight to the client's transport in HTTP/1.1 chunks, between the head
+    and the end of the body, both of which go through the cycle's `send` (so its state and keep-alive stay
+    right). `paused` is uvicorn's flow control: the client's socket buffer is above its high-water mark."""
+
+    __slots__ = ("_cycle",)
+
+    def __init__(self, cycle: RequestResponseCycle) -> None:
+        self._cycle = cycle
+
+    def ready(self) -> bool:
+        """The head went out through `send` announcing a chunked body, and the body is not complete."""
+        cycle = self._cycle
+        return (cycle.response_started and not cycle.response_complete and cycle.chunked_encoding is True
+                and cycle.scope["method"] != "HEAD")
+
+    def write(self, data: bytes) -> None:
+        cycle = self._cycle
+        if data and not cycle.disconnected:  # after a disconnect, dropped as `send` drops it
+            cycle.transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+
+    @property
+    def paused(self) -> bool:
+        return self._cycle.flow.write_paused
+
+    async def drain(self) -> None:
+        cycle = self._cycle
+        if cycle.flow.write_paused and not cycle.disconnected:
+            await cycle.flow.drain()
 
 
 def protocol_settings(settings: Any) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -19,7 +19,7 @@ from service.api.errors import error_event, unexpected_event
 from service.api.finish import Finisher
 from service.canonical import GenerationRequest, StreamFinal, TokenDelta, ToolCallEvent
 from service.errors import GatewayError
-from service.pipeline.streaming import AnswerStream
+from service.pipeline.streaming import AnswerStream, OutEvent
 
 log = logging.getLogger("jumpgate.sse")
 
@@ -142,8 +142,20 @@ SHAPES: dict[str, Callable[[GenerationRequest, AnswerStream], ChunkShape]] = {
 }
 
 
+class BodyOut(Protocol):
+    """Where the response body goes: `write` is called from inside upstream reads, so it must not block; while
+    `paused` (the client reads slower than the upstream writes) the relay stops reading and awaits `drain()`."""
+
+    def write(self, data: bytes) -> None: ...
+
+    @property
+    def paused(self) -> bool: ...
+
+    async def drain(self) -> None: ...
+
+
 class SseRelay:
-    """The response body of a streaming request, one piece per upstream read (`next()`, None at the end). `close()`
+    """The response body of a streaming request, written by `run(out)` one piece per upstream read. `close()`
     records the trace however the stream ended: finished, failed mid-stream, or abandoned by the client (status
     499, the usual "client closed")."""
 
@@ -155,32 +167,41 @@ class SseRelay:
         # The opening chunk goes out with the first batch: the stream is open already, so it waits for nothing.
         self._opening: list[bytes] | None = [frame(chunk) for chunk in self.shape.opening()]
 
-    async def next(self) -> bytes | None:
-        """The frames of the next batch, joined: one write per upstream read, however many tokens it carried."""
-        if self.completed:
-            return None
-        out, self._opening = self._opening or [], None
+    async def run(self, out: BodyOut) -> None:
+        """Write the whole body: the frames of each batch with one `write` (however many tokens one upstream read
+        carried), the final chunk and [DONE] last, or an error event when the stream fails."""
+        def emit(batch: list[OutEvent]) -> bool:
+            out.write(self._frames(batch))
+            return not out.paused
+
         try:
-            batch = await self.stream.next_batch()
-            if batch is None:
-                self.completed = True
-                return None
-            for event in batch:
-                if isinstance(event, TokenDelta):
-                    self.texts.append(event.text)
-                    out.append(self.shape.token_frame(event))
-                else:
-                    out.extend(self.shape.frames(event, self.texts))
+            while await self.stream.relay(emit):
+                await out.drain()
         except GatewayError as err:
-            self.completed = True
             self.done.trace.note_error(err)
             log.warning("stream %s ended with %s: %s", self.req.request_id, err.code, err.message)
-            out.append(error_event(err))
+            out.write(self._pending() + error_event(err))
         except Exception:
-            self.completed = True
             self.done.trace.status, self.done.trace.error = 500, "internal_error"
-            out.append(unexpected_event(self.req.request_id))
-        return b"".join(out)
+            out.write(self._pending() + unexpected_event(self.req.request_id))
+        self.completed = True
+
+    def _frames(self, batch: list[OutEvent]) -> bytes:
+        frames = self._opening or []
+        if frames:
+            self._opening = None
+        for event in batch:
+            if isinstance(event, TokenDelta):
+                self.texts.append(event.text)
+                frames.append(self.shape.token_frame(event))
+            else:
+                frames.extend(self.shape.frames(event, self.texts))
+        return frames[0] if len(frames) == 1 else b"".join(frames)
+
+    def _pending(self) -> bytes:
+        """The opening chunk when nothing was written yet (a stream that failed before its first batch)."""
+        opening, self._opening = self._opening or [], None
+        return b"".join(opening)
 
     async def close(self) -> None:
         """Close the upstream, release the slot, charge the tenant and record the trace (idempotent upstream

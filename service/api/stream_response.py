@@ -1,5 +1,11 @@
 """The response of a streaming request: a minimal ASGI response that writes each piece of the SSE relay with one
-`send`, and notices a client that leaves.
+write, and notices a client that leaves.
+
+Where the server offers it (`BODY_SOCKET`: jumpgate's uvicorn protocol, service/protocol.py), the body goes
+straight to the client's socket once the head went through `send`: the relay writes from inside the upstream's
+network read, so a relayed token wakes no task and builds no ASGI message (tests/bench/PROFILE.md, issue 18). The
+app's middleware only touches response heads (request id, CORS), which still go through `send`. Any other server
+gets every piece through `send`.
 
 Why not starlette's StreamingResponse: for a server declaring ASGI spec < 2.4 (uvicorn's httptools protocol
 declares 2.3, and its `send` silently drops writes after the client left) it runs every stream in an anyio task
@@ -18,7 +24,10 @@ from collections.abc import Mapping
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
-from service.api.sse import SseRelay
+from service.api.sse import BodyOut, SseRelay
+
+#: the ASGI scope extension under which a server offers the client's socket for the body (service/protocol.py)
+BODY_SOCKET = "jumpgate.body_socket"
 
 
 class EventStreamResponse(Response):
@@ -34,7 +43,7 @@ class EventStreamResponse(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # The relay runs in a task of its own: a token wakes only the frames of the relay (not the ASGI call's
         # middleware stack above them), and a client that leaves cancels that task, nothing else.
-        pump = asyncio.ensure_future(self._pump(send))
+        pump = asyncio.ensure_future(self._pump(scope, send))
         watch = self._watch = _DisconnectWatch(receive, pump)  # before the pump's first step
         try:
             await pump  # cancelling this task (server shutdown) cancels the pump too
@@ -45,17 +54,38 @@ class EventStreamResponse(Response):
         finally:
             watch.stop()
 
-    async def _pump(self, send: Send) -> None:
+    async def _pump(self, scope: Scope, send: Send) -> None:
         relay = self.relay
         try:
             await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-            while (body := await relay.next()) is not None:
-                await send({"type": "http.response.body", "body": body, "more_body": True})
+            socket = scope.get("extensions", {}).get(BODY_SOCKET)
+            out: BodyOut = socket if socket is not None and socket.ready() else _SendBody(send)
+            await relay.run(out)
+            await out.drain()
             if self._watch is not None:
                 self._watch.stop()  # the last write completes the response, and receive() then says disconnect
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             await relay.close()
+
+
+class _SendBody:
+    """The body through the ASGI `send`: each piece goes out (awaited) before the relay reads on."""
+
+    paused = True  # after every piece: the relay stops and awaits drain(), which sends it
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self._pieces: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self._pieces.append(data)
+
+    async def drain(self) -> None:
+        if self._pieces:
+            body = b"".join(self._pieces)
+            self._pieces.clear()
+            await self._send({"type": "http.response.body", "body": body, "more_body": True})
 
 
 class _DisconnectWatch:

@@ -1,18 +1,24 @@
-"""Where a stream's events come from, one batch per call: the decoded upstream stream or a whole answer replayed;
-and how a batch is read for tool calls.
+"""Where a stream's events come from: the decoded upstream stream or a whole answer replayed; and how a batch is
+read for tool calls.
 
-Plain objects with one `next()` coroutine rather than async generators: a relayed token passes through each
-layer once, and an awaited method costs a fraction of an async-generator hop (tests/bench/PROFILE.md, issue 18).
+A source delivers batches (the events of one upstream read) to a plain callback until the callback asks for a
+pause or the source is exhausted. From a transport that can push (`PushedParts`), the callback runs inside the
+network read itself: a relayed token wakes no task and passes no await between the socket it came from and the
+socket it goes to (tests/bench/PROFILE.md, issue 18). Any other part stream is pulled, one await per read.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import Callable
 from typing import Protocol
 
 from service.adapters.base import StreamDecoder
 from service.canonical import Decoded, StreamEnd, StreamEvent, TokenDelta, ToolCallEvent
 from service.pipeline.outputs import StreamReader
+from service.transport.base import PartStream, PushedParts
+
+#: takes one upstream read's events; returns False to pause the delivery
+OnEvents = Callable[[list[StreamEvent]], bool]
 
 
 class Meter(Protocol):
@@ -20,8 +26,9 @@ class Meter(Protocol):
 
 
 class EventSource(Protocol):
-    async def next(self) -> list[StreamEvent] | None:
-        """The events of the next upstream read that carried any; None once the source is exhausted."""
+    async def deliver(self, on_events: OnEvents) -> bool:
+        """Hand the events of each upstream read that carried any to `on_events` until it returns False (then
+        True: call again to go on) or the source is exhausted (False, after its last events)."""
         ...
 
     async def aclose(self) -> None: ...
@@ -31,30 +38,46 @@ class Decoding:
     """The upstream's PayloadPart bytes through the adapter's stream decoder, starting with the first part (read
     while the stream was being opened)."""
 
-    def __init__(self, decoder: StreamDecoder, first: bytes, parts: AsyncGenerator[bytes, None],
-                 meter: Meter) -> None:
+    def __init__(self, decoder: StreamDecoder, first: bytes, parts: PartStream, meter: Meter) -> None:
         self._decoder = decoder
         self._first: bytes | None = first
         self._parts = parts
         self._meter = meter
         self._done = False
 
-    async def next(self) -> list[StreamEvent] | None:
-        while not self._done:
-            part = self._first
-            if part is not None:
-                self._first = None
-            else:
-                try:
-                    part = await self._parts.__anext__()
-                except StopAsyncIteration:
-                    self._done = True
-                    return self._decoder.close() or None
-            self._meter.bytes_out += len(part)
-            events = self._decoder.feed(part)
-            if events:
-                return events
-        return None
+    async def deliver(self, on_events: OnEvents) -> bool:
+        if self._done:
+            return False
+        first, self._first = self._first, None
+        if first is not None and not self._feed(first, on_events):
+            return True
+        parts = self._parts
+        if isinstance(parts, PushedParts):
+            more = await parts.deliver(lambda part: self._feed(part, on_events))
+        else:
+            more = await self._pull(parts, on_events)
+        if more:
+            return True
+        self._done = True
+        last = self._decoder.close()
+        if last:
+            on_events(last)
+        return False
+
+    def _feed(self, part: bytes, on_events: OnEvents) -> bool:
+        self._meter.bytes_out += len(part)
+        events = self._decoder.feed(part)
+        return not events or on_events(events)
+
+    async def _pull(self, parts: PartStream, on_events: OnEvents) -> bool:
+        """The same contract from a stream that can only be pulled: one await per upstream read."""
+        while True:
+            try:
+                part = await parts.__anext__()
+            except StopAsyncIteration:
+                return False
+            if not self._feed(part, on_events):
+                return True
 
     async def aclose(self) -> None:
         self._done = True
@@ -67,13 +90,13 @@ class Replay:
     def __init__(self, decoded: Decoded) -> None:
         self._decoded: Decoded | None = decoded
 
-    async def next(self) -> list[StreamEvent] | None:
+    async def deliver(self, on_events: OnEvents) -> bool:
         decoded, self._decoded = self._decoded, None
-        if decoded is None:
-            return None
-        choice = decoded.choices[0]
-        head: list[StreamEvent] = [TokenDelta(choice.text, logprobs=choice.logprobs or ())] if choice.text else []
-        return [*head, StreamEnd(choice.finish_reason, decoded.prompt_tokens, decoded.completion_tokens)]
+        if decoded is not None:
+            choice = decoded.choices[0]
+            head: list[StreamEvent] = [TokenDelta(choice.text, logprobs=choice.logprobs or ())] if choice.text else []
+            on_events([*head, StreamEnd(choice.finish_reason, decoded.prompt_tokens, decoded.completion_tokens)])
+        return False
 
     async def aclose(self) -> None:
         self._decoded = None

@@ -10,7 +10,7 @@ attempt (slot, retries, breaker, deadline) from `attempts`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -29,7 +29,7 @@ from service.canonical import (
     TokenDelta,
     ToolCallEvent,
 )
-from service.errors import InvalidParam, UpstreamError, UpstreamStreamError
+from service.errors import GatewayError, InvalidParam, UpstreamError, UpstreamStreamError
 from service.pipeline import logprobs
 from service.pipeline.attempts import Attempts
 from service.pipeline.catalog import Endpoint
@@ -40,13 +40,15 @@ from service.pipeline.sources import Decoding, EventSource, Replay, read_calls
 from service.pipeline.tokens import resolve_usage
 from service.telemetry.trace import Trace
 from service.telemetry.tracing import end_attempt, first_token
-from service.transport.base import Payload, Target, Transport
+from service.transport.base import PartStream, Payload, Target, Transport
 
 #: called with the endpoint that answered, the whole relayed text and the final event once a stream
 #: completed (shadow traffic)
 OnFinal = Callable[[Endpoint, str, StreamFinal], None]
 #: what a stream relays: text, whole tool calls, and last the final event
 OutEvent = TokenDelta | ToolCallEvent | StreamFinal
+#: takes one batch of output; returns False to pause the stream until `relay` is called again
+Emit = Callable[[list[OutEvent]], bool]
 
 
 class AnswerStream(Protocol):
@@ -58,9 +60,9 @@ class AnswerStream(Protocol):
     @property
     def endpoint(self) -> Endpoint: ...
 
-    async def next_batch(self) -> list[OutEvent] | None:
-        """The next events to relay together (what one upstream read delivered); the last batch ends with the
-        StreamFinal, and None follows it."""
+    async def relay(self, emit: Emit) -> bool:
+        """Hand the output to `emit`, a batch at a time (what one upstream read delivered), until `emit` returns
+        False (then True: call again to go on) or the last batch, ending with the StreamFinal, was emitted (False)."""
         ...
 
     async def aclose(self) -> None: ...
@@ -83,7 +85,7 @@ class StreamMeter:
 
 @dataclass
 class GatewayStream:
-    """An opened stream. Call `next_batch()` until it returns None; the stream closes the upstream when it ends,
+    """An opened stream. Call `relay(emit)` until it returns False; the stream closes the upstream when it ends,
     fails, or is abandoned (aclose)."""
 
     plan: Plan
@@ -99,6 +101,8 @@ class GatewayStream:
     tool_calls: int = 0
     _relay_state: logprobs.DeltaRelay | None = None
     _reader: StreamReader | None = None  # tool calls and JSON read from the text, for requests that need them
+    _tail: tuple[StreamEnd | None, list[OutEvent]] | None = None  # the final event, the text read with it
+    _fault: GatewayError | None = None
     _over: bool = False
 
     def __post_init__(self) -> None:
@@ -109,39 +113,55 @@ class GatewayStream:
     def endpoint(self) -> Endpoint:
         return self.plan.endpoint
 
-    async def next_batch(self) -> list[OutEvent] | None:
-        """The deltas of the next upstream read that carried any, and last a batch ending with one StreamFinal;
-        then None. What one read delivered travels together, so the client gets one write per read instead of
-        one per token (nothing waits for a batch to fill)."""
+    async def relay(self, emit: Emit) -> bool:
+        """Hand the stream's output to `emit`, one batch per upstream read that produced any (from inside the read
+        when the transport can push: sources.py), until `emit` returns False (then True: call again once the client
+        caught up) or the stream is over: its last batch, ending with the one StreamFinal, was emitted (False).
+        Raises the GatewayError that ended the stream (what came before it was emitted); the upstream is closed."""
         if self._over:
-            return None
+            return False
         relay = self._relay_state
         if relay is None:
             relay = self._relay_state = logprobs.DeltaRelay(self.plan.params.stop, self.plan.logprobs)
-        out: list[OutEvent] = []
         try:
-            while True:
-                try:
-                    batch = await self.source.next()
-                except UpstreamError as exc:  # a stream that breaks midway counts against the endpoint's circuit
-                    self.mechanics.stream_broke(self.endpoint, exc)
-                    raise
-                if batch is not None and self._reader is not None:
-                    batch = read_calls(batch, self._reader)
-                if self.mechanics.cut is not None:
-                    raise self.mechanics.cut
-                end = None if batch is None else self._relay(batch, relay, out)
-                if batch is None or end is not None or relay.stopped:
-                    break  # stop reading: closing the stream ends the upstream generation early
-                if out:
-                    return out
+            try:
+                more = await self.source.deliver(lambda batch: self._take(batch, relay, emit))
+            except UpstreamError as exc:  # a stream that breaks midway counts against the endpoint's circuit
+                self.mechanics.stream_broke(self.endpoint, exc)
+                raise
+            if self._fault is not None:
+                raise self._fault
+            if more and self._tail is None:
+                return True
         except BaseException:
             self._over = True
             await self.aclose()
             raise
         self._over = True
-        await self.aclose()
-        return self._ending(end, relay, out)
+        await self.aclose()  # stop reading: closing the stream ends the upstream generation early
+        end, out = self._tail or (None, [])
+        emit(self._ending(end, relay, out))
+        return False
+
+    def _take(self, batch: list[StreamEvent], relay: logprobs.DeltaRelay, emit: Emit) -> bool:
+        """One upstream read's events: relayed through `emit` while the stream goes on; kept (`_tail`) for the last
+        batch once the final event came or a stop sequence ended the text."""
+        if self._tail is not None or self._fault is not None:
+            return False
+        out: list[OutEvent] = []
+        try:
+            if self._reader is not None:
+                batch = read_calls(batch, self._reader)
+            if self.mechanics.cut is not None:
+                raise self.mechanics.cut
+            end = self._relay(batch, relay, out)
+        except GatewayError as exc:  # not the upstream's failure: raised by relay() without blaming the endpoint
+            self._fault = exc
+            return False
+        if end is not None or relay.stopped:
+            self._tail = (end, out)
+            return False
+        return not out or emit(out)
 
     def _ending(self, end: StreamEnd | None, relay: logprobs.DeltaRelay, out: list[OutEvent]) -> list[OutEvent]:
         """The last batch: what the last read delivered, the stop scanner's tail, and the final event."""
@@ -266,8 +286,7 @@ async def open_stream(mechanics: Attempts, req: GenerationRequest, plans: Sequen
     return stream
 
 
-async def _open(transport: Transport, target: Target,
-                payload: Payload) -> tuple[AsyncGenerator[bytes, None], bytes]:
+async def _open(transport: Transport, target: Target, payload: Payload) -> tuple[PartStream, bytes]:
     """Start the upstream stream and wait for its first PayloadPart, so pre-stream errors can be retried."""
     parts = transport.invoke_stream(target, payload)
     try:
@@ -295,16 +314,17 @@ class WholeAnswer:
     def endpoint(self) -> Endpoint:
         return self.plan.endpoint
 
-    async def next_batch(self) -> list[OutEvent] | None:
+    async def relay(self, emit: Emit) -> bool:
         if self.done:
-            return None
+            return False
         self.done = True
         gen = self.generation
         choice = gen.choices[0]
         out: list[OutEvent] = [TokenDelta(choice.text)] if choice.text else []
         out.extend(ToolCallEvent(call, i) for i, call in enumerate(choice.tool_calls))
         out.append(StreamFinal(choice.finish_reason or FinishReason.STOP, gen.usage, gen.cost_usd))
-        return out
+        emit(out)
+        return False
 
     async def aclose(self) -> None:
         return None

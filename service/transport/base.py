@@ -7,9 +7,9 @@ attempts are visible to the gateway's headers and metrics and every attempt is s
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 CredentialKind = Literal["static", "chain", "profile", "role"]
 
@@ -90,12 +90,32 @@ class RawResponse:
     content_type: str
 
 
+class PartStream(Protocol):
+    """The PayloadParts of one response stream (an async generator is one): `async for` / `anext`, then `aclose`,
+    which releases the connection (idempotent)."""
+
+    def __aiter__(self) -> PartStream: ...
+
+    def __anext__(self) -> Awaitable[bytes]: ...
+
+    def aclose(self) -> Awaitable[None]: ...
+
+
+@runtime_checkable
+class PushedParts(PartStream, Protocol):
+    """A part stream that can also push: `deliver(on_parts)` calls `on_parts` from the network read itself (no
+    task wake-up per read) until it returns False (then `deliver` returns True: call it again to go on) or the
+    stream ends (False). Raises as `anext` does, and whatever `on_parts` raised; `anext` and `deliver` may be mixed."""
+
+    def deliver(self, on_parts: Callable[[bytes], bool]) -> Awaitable[bool]: ...
+
+
 class Transport(Protocol):
     async def invoke(self, target: Target, payload: Payload) -> RawResponse:
         """POST /endpoints/{name}/invocations once. Raises UpstreamError subclasses on failure."""
         ...
 
-    def invoke_stream(self, target: Target, payload: Payload) -> AsyncGenerator[bytes, None]:
+    def invoke_stream(self, target: Target, payload: Payload) -> PartStream:
         """POST /endpoints/{name}/invocations-response-stream once and yield the PayloadParts' raw bytes.
 
         The parts completed by one network read come joined as one item: part boundaries fall anywhere

@@ -7,7 +7,7 @@ Knows URLs, headers, signing, event-stream framing and AWS error shapes; never a
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +28,7 @@ from service.errors import (
 from service.transport.base import Payload, RawResponse, Target
 from service.transport.eventstream import PayloadPartDecoder, json_object
 from service.transport.signing import Signer
-from service.transport.streamconn import StreamPool
+from service.transport.streamconn import StreamPool, UpstreamResponse
 
 if TYPE_CHECKING:
     from service.transport.credentials import CredentialRegistry
@@ -108,29 +108,10 @@ class SageMakerTransport:
             raise map_error(target.endpoint_name, resp.status, resp.headers, body)
         return RawResponse(body, resp.headers.get("Content-Type", ""))
 
-    async def invoke_stream(self, target: Target, payload: Payload) -> AsyncGenerator[bytes, None]:
+    def invoke_stream(self, target: Target, payload: Payload) -> ResponseStream:
         url = f"{self._url(target)}/endpoints/{target.endpoint_name}/invocations-response-stream"
         headers = self._signed(url, target, payload, {STREAM_ACCEPT: payload.accept})
-        # No total limit (generation may legitimately run long): the limits are on getting a connection and on
-        # silence while waiting for the response head and each chunk (streamconn.py: its own read path).
-        with _connection_errors(target, mid_stream=False):
-            resp = await self._streams.open(url, headers, payload.body, target.timeout_s)
-        try:
-            if resp.status != 200:
-                with _connection_errors(target, mid_stream=False):
-                    body = await resp.read_all()
-                raise map_error(target.endpoint_name, resp.status, resp.headers, body)
-            decoder = PayloadPartDecoder(target.endpoint_name)
-            with _connection_errors(target, mid_stream=True):
-                while chunk := await resp.read():
-                    parts = decoder.feed(chunk)
-                    if parts:  # the parts of one read, joined: their boundaries carry no meaning
-                        yield parts[0] if len(parts) == 1 else b"".join(parts)
-            decoder.close()
-        finally:
-            # Runs on completion, error, aclose() and cancellation alike: a complete response leaves its
-            # connection to the pool, a half-read one is closed (which ends the generation upstream).
-            resp.release()
+        return ResponseStream(self._streams, url, headers, payload.body, target)
 
     async def aclose(self) -> None:
         if self.credentials is not None:
@@ -181,6 +162,89 @@ class SageMakerTransport:
                                              use_dns_cache=True, ttl_dns_cache=DNS_TTL_S)
             self._session = aiohttp.ClientSession(connector=connector, skip_auto_headers=SKIP_AUTO_HEADERS)
         return self._session
+
+
+class ResponseStream:
+    """The PayloadParts of one `invocations-response-stream` call, opened at the first read: pulled (`async for`),
+    or pushed (`deliver`: the parts of each network read handed over from the read's own callback)."""
+
+    def __init__(self, pool: StreamPool, url: str, headers: dict[str, str], body: bytes, target: Target) -> None:
+        self._pool, self._url, self._headers, self._body, self._target = pool, url, headers, body, target
+        self._resp: UpstreamResponse | None = None
+        self._decoder = PayloadPartDecoder(target.endpoint_name)
+        self._ended = False
+
+    def __aiter__(self) -> ResponseStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._ended:
+            raise StopAsyncIteration
+        resp = self._resp or await self._open()
+        decoder = self._decoder
+        try:
+            with _connection_errors(self._target, mid_stream=True):
+                while chunk := await resp.read():
+                    parts = decoder.feed(chunk)
+                    if parts:  # the parts of one read, joined: their boundaries carry no meaning
+                        return parts[0] if len(parts) == 1 else b"".join(parts)
+        except BaseException:
+            await self.aclose()  # a half-read response closes its connection, which ends the generation upstream
+            raise
+        self._end()
+        raise StopAsyncIteration
+
+    async def deliver(self, on_parts: Callable[[bytes], bool]) -> bool:
+        """Hand the parts of each network read to `on_parts` until it returns False (then True: call again) or the
+        body ends (False). Raises like `__anext__`, and whatever `on_parts` raised (the stream is closed then)."""
+        if self._ended:
+            return False
+        resp = self._resp or await self._open()
+        decoder = self._decoder
+
+        def on_body(chunk: bytes) -> bool:
+            parts = decoder.feed(chunk)
+            return not parts or on_parts(parts[0] if len(parts) == 1 else b"".join(parts))
+
+        try:
+            with _connection_errors(self._target, mid_stream=True):
+                more = await resp.deliver(on_body)
+        except BaseException:
+            await self.aclose()
+            raise
+        if not more:
+            self._end()
+        return more
+
+    async def aclose(self) -> None:
+        """Idempotent. A complete response leaves its connection to the pool; a half-read one is closed."""
+        self._ended = True
+        if self._resp is not None:
+            self._resp.release()
+
+    async def _open(self) -> UpstreamResponse:
+        target = self._target
+        # No total limit (generation may legitimately run long): the limits are on getting a connection and on
+        # silence while waiting for the response head and each chunk (streamconn.py: its own read path).
+        with _connection_errors(target, mid_stream=False):
+            resp = self._resp = await self._pool.open(self._url, self._headers, self._body, target.timeout_s)
+        if resp.status != 200:
+            try:
+                with _connection_errors(target, mid_stream=False):
+                    body = await resp.read_all()
+            finally:
+                await self.aclose()
+            raise map_error(target.endpoint_name, resp.status, resp.headers, body)
+        return resp
+
+    def _end(self) -> None:
+        """The body is complete: a partial frame left over is a cut stream (raised); the connection goes back."""
+        self._ended = True
+        try:
+            self._decoder.close()
+        finally:
+            if self._resp is not None:
+                self._resp.release()
 
 
 @contextmanager

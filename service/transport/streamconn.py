@@ -8,12 +8,17 @@ timer. The limits are aiohttp's `connect` and `sock_read`: getting a connection,
 waits for a byte (the response head included). Silence is checked by one timer re-armed lazily from the time of
 the last data, not per chunk. Failures are plain OSError / TimeoutError (a malformed response is a
 ConnectionError); the transport maps them to UpstreamErrors.
+
+A body is read in one of two ways, which may alternate: pulled (`read()`: one task wake-up per network read), or
+pushed (`deliver(on_body)`: `data_received` calls `on_body` itself, so a relayed token wakes no task at all; the
+caller's coroutine waits only for the end, a failure, or `on_body` asking for a pause).
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -21,6 +26,9 @@ import httptools
 
 # Bytes buffered and not yet read after which the socket stops being read (TCP back-pressure to the upstream).
 HIGH_WATER = 1 << 16
+
+#: called with body bytes as they arrive; returns False to pause reading (the caller's coroutine resumes)
+BodySink = Callable[[bytes], bool]
 
 
 class _Connection(asyncio.Protocol):
@@ -43,6 +51,8 @@ class _Connection(asyncio.Protocol):
         self.failure: OSError | None = None
         self.last_data = self.loop.time()
         self.waiter: asyncio.Future[None] | None = None
+        self.sink: BodySink | None = None  # set while a body is pushed (`UpstreamResponse.deliver`)
+        self.sink_error: Exception | None = None  # what the sink raised, for `deliver` to raise
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -55,7 +65,8 @@ class _Connection(asyncio.Protocol):
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
             self._fail(ConnectionError(f"malformed HTTP response from the upstream: {exc}"))
-        self._wake()
+        if self.sink is None or self.complete or self.failure is not None:
+            self._wake()  # a sink still taking the body needs nobody woken
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -78,14 +89,33 @@ class _Connection(asyncio.Protocol):
         self.until_close = b"content-length" not in names and b"transfer-encoding" not in names
 
     def on_body(self, body: bytes) -> None:
+        sink = self.sink
+        if sink is not None:
+            try:
+                if sink(body):
+                    return
+            except Exception as exc:  # raised by `deliver`, in the caller's task, not into the event loop
+                self.sink_error = exc
+            self.sink = None  # the rest of this read (if any) is buffered for the next read or delivery
+            self.pause()
+            return
         self.body.append(body)
         self.buffered += len(body)
-        if self.buffered > HIGH_WATER and not self.paused and self.transport is not None:
-            self.paused = True
-            self.transport.pause_reading()
+        if self.buffered > HIGH_WATER:
+            self.pause()
 
     def on_message_complete(self) -> None:
         self.complete = True
+
+    def pause(self) -> None:
+        if not self.paused and self.transport is not None:
+            self.paused = True
+            self.transport.pause_reading()
+
+    def resume(self) -> None:
+        if self.paused and self.transport is not None:
+            self.paused = False
+            self.transport.resume_reading()
 
     def _fail(self, exc: OSError) -> None:
         self.failure = exc
@@ -137,13 +167,37 @@ class UpstreamResponse:
                 return b""
             if conn.failure is not None:
                 raise conn.failure
+            conn.resume()  # paused by a sink that asked for a pause
             await self._wait()
+        return self._buffered()
+
+    async def deliver(self, on_body: BodySink) -> bool:
+        """Hand the body to `on_body` as it arrives, from the connection's own `data_received` (bytes buffered
+        before come first), until `on_body` returns False (then True: the rest waits, reading paused, for the next
+        `deliver` or `read`) or the body is complete (False). Raises on failure, and whatever `on_body` raised."""
+        conn = self.conn
+        if conn.body and not on_body(self._buffered()):
+            return True
+        conn.sink = on_body
+        try:
+            while conn.sink is on_body and not conn.complete:
+                if conn.failure is not None:
+                    raise conn.failure
+                conn.resume()
+                await self._wait()
+        finally:
+            conn.sink = None
+        if conn.sink_error is not None:
+            exc, conn.sink_error = conn.sink_error, None
+            raise exc
+        return bool(conn.body) or not conn.complete
+
+    def _buffered(self) -> bytes:
+        conn = self.conn
         data = conn.body[0] if len(conn.body) == 1 else b"".join(conn.body)
         conn.body.clear()
         conn.buffered = 0
-        if conn.paused and conn.transport is not None:
-            conn.paused = False
-            conn.transport.resume_reading()
+        conn.resume()
         return data
 
     async def read_all(self) -> bytes:
@@ -186,6 +240,7 @@ class UpstreamResponse:
             self._timer.cancel()
         conn = self.conn
         if conn.complete and not conn.closed and conn.failure is None and conn.keep_alive:
+            conn.resume()  # a consumer may have paused it: an idle connection reads, to notice the server leave
             self.pool.put(self.key, conn)
         elif conn.transport is not None:
             conn.transport.close()

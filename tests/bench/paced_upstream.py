@@ -39,7 +39,7 @@ from tests import sigv4
 STREAM_PATH = re.compile(r"^/endpoints/(?P<name>[a-zA-Z0-9](?:-*[a-zA-Z0-9]){0,62})/invocations-response-stream$")
 MAX_BODY = 6 * 1024 * 1024  # BodyBlob max (wire-formats.md 1.1)
 MAX_HEADERS = 100
-MAX_TOKENS = 4096
+MAX_TOKENS = 65536  # the back-pressure test (tests/e2e/test_backpressure.py) streams more than socket buffers hold
 # Token texts, cycled: JSON escapes (quote, backslash, newline) and multi-byte UTF-8 included, so a relay that
 # rebuilds chunks must escape and encode them right; the load generator compares every stream's text.
 WORDS = (" The", " gateway", " relays", " one", " token", " per", " frame", ",", " \"quoted\"", " back\\slash",

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -7,6 +8,7 @@ from aiohttp import web
 
 from service.transport.sagemaker import SageMakerTransport
 from service.transport.signing import Signer
+from tests.transport.rawserver import RawServer
 from tests.transport.upstream import FakeRuntime
 
 ACCESS_KEY = "AKIDEXAMPLE"
@@ -43,5 +45,22 @@ def signer() -> Signer:
 @pytest.fixture
 async def transport(runtime: FakeRuntime, signer: Signer) -> AsyncIterator[SageMakerTransport]:
     client = SageMakerTransport(runtime.url, signer, pool_size=8)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[RawServer]:
+    raw = RawServer()
+    srv = await asyncio.start_server(raw.handle, "127.0.0.1", 0)
+    raw.url = f"http://127.0.0.1:{srv.sockets[0].getsockname()[1]}"
+    yield raw
+    srv.close()
+
+
+@pytest.fixture
+async def raw_transport(server: RawServer, signer: Signer) -> AsyncIterator[SageMakerTransport]:
+    """A transport whose runtime is the raw server (`server`)."""
+    client = SageMakerTransport(server.url, signer)
     yield client
     await client.aclose()

@@ -4,96 +4,28 @@ byte by byte as scripted: split anywhere, cut, stalled, kept alive or closed, ma
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 
 import pytest
 
 from service.errors import UpstreamStreamError, UpstreamThrottled, UpstreamTimeout, UpstreamUnavailable
-from service.transport.base import Payload, Target
+from service.transport.base import Target
 from service.transport.sagemaker import SageMakerTransport
 from service.transport.signing import Signer
+from tests.transport.rawserver import OK_HEAD, PARTS, STREAM_PAYLOAD, RawServer, chunked, read_all, send_in
 from tests.transport.upstream import exception_frame, payload_part
-
-STREAM_PAYLOAD = Payload(b'{"inputs": "hi"}', accept="text/event-stream")
-Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-
-
-@dataclass
-class RawServer:
-    """Reads one request head and body per exchange, then runs the script on the connection."""
-
-    url: str = ""
-    scripts: list[Script] = field(default_factory=list)
-    connections: int = 0
-    requests: list[bytes] = field(default_factory=list)
-
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        try:
-            while self.scripts:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                              if line.lower().startswith(b"content-length:"))
-                self.requests.append(head + await reader.readexactly(length))
-                await self.scripts.pop(0)(reader, writer)
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[RawServer]:
-    raw = RawServer()
-    srv = await asyncio.start_server(raw.handle, "127.0.0.1", 0)
-    raw.url = f"http://127.0.0.1:{srv.sockets[0].getsockname()[1]}"
-    yield raw
-    srv.close()
-
-
-@pytest.fixture
-async def transport(server: RawServer, signer: Signer) -> AsyncIterator[SageMakerTransport]:
-    client = SageMakerTransport(server.url, signer)
-    yield client
-    await client.aclose()
-
-
-def chunked(*pieces: bytes) -> bytes:
-    return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces if p) + b"0\r\n\r\n"
-
-
-OK_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.amazon.eventstream\r\nTransfer-Encoding: chunked\r\n\r\n"
-PARTS = [b'data: {"token": {"text": "He', b'llo"}}\n\n', "é".encode()]
-
-
-def send_in(*writes: bytes, close: bool = False, pause: float = 0.0) -> Script:
-    async def script(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        for data in writes:
-            writer.write(data)
-            await writer.drain()
-            if pause:
-                await asyncio.sleep(pause)  # lets the client read the writes apart; the verdict does not depend on it
-        if close:
-            writer.close()
-    return script
-
-
-async def read_all(transport: SageMakerTransport, target: Target | None = None) -> list[bytes]:
-    return [part async for part in transport.invoke_stream(target or Target("ep"), STREAM_PAYLOAD)]
 
 
 async def test_bytes_split_anywhere_arrive_whole_and_in_order(server: RawServer,
-                                                              transport: SageMakerTransport) -> None:
+                                                              raw_transport: SageMakerTransport) -> None:
     body = OK_HEAD + chunked(*(payload_part(p) for p in PARTS))
     server.scripts.append(send_in(*(body[i:i + 1] for i in range(len(body)))))  # one byte per write
-    got = await read_all(transport)
+    got = await read_all(raw_transport)
     assert b"".join(got) == b"".join(PARTS)
 
 
-async def test_request_is_the_signed_head_and_the_body(server: RawServer, transport: SageMakerTransport) -> None:
+async def test_request_is_the_signed_head_and_the_body(server: RawServer, raw_transport: SageMakerTransport) -> None:
     server.scripts.append(send_in(OK_HEAD + chunked(payload_part(b"x"))))
-    await read_all(transport, Target("ep", custom_attributes="a=1"))
+    await read_all(raw_transport, Target("ep", custom_attributes="a=1"))
     head, _, body = server.requests[0].partition(b"\r\n\r\n")
     lines = head.split(b"\r\n")
     assert lines[0] == b"POST /endpoints/ep/invocations-response-stream HTTP/1.1"
@@ -104,24 +36,24 @@ async def test_request_is_the_signed_head_and_the_body(server: RawServer, transp
     assert body == STREAM_PAYLOAD.body
 
 
-async def test_connection_is_kept_alive_and_reused(server: RawServer, transport: SageMakerTransport) -> None:
+async def test_connection_is_kept_alive_and_reused(server: RawServer, raw_transport: SageMakerTransport) -> None:
     for _ in range(3):
         server.scripts.append(send_in(OK_HEAD + chunked(payload_part(b"x"))))
     for _ in range(3):
-        assert await read_all(transport) == [b"x"]
+        assert await read_all(raw_transport) == [b"x"]
     assert server.connections == 1 and len(server.requests) == 3
 
 
-async def test_a_stale_kept_alive_connection_is_replaced(server: RawServer, transport: SageMakerTransport) -> None:
+async def test_a_stale_kept_alive_connection_is_replaced(server: RawServer, raw_transport: SageMakerTransport) -> None:
     server.scripts.append(send_in(OK_HEAD + chunked(payload_part(b"x")), close=True))  # then the server leaves
-    assert await read_all(transport) == [b"x"]
+    assert await read_all(raw_transport) == [b"x"]
     server.scripts.append(send_in(OK_HEAD + chunked(payload_part(b"y"))))
-    assert await read_all(transport) == [b"y"]
+    assert await read_all(raw_transport) == [b"y"]
     assert server.connections == 2
 
 
 async def test_a_stream_abandoned_midway_closes_its_connection(server: RawServer,
-                                                               transport: SageMakerTransport) -> None:
+                                                               raw_transport: SageMakerTransport) -> None:
     gone = asyncio.Event()
 
     async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -131,72 +63,72 @@ async def test_a_stream_abandoned_midway_closes_its_connection(server: RawServer
         gone.set()
 
     server.scripts.append(endless)
-    parts = transport.invoke_stream(Target("ep"), STREAM_PAYLOAD)
+    parts = raw_transport.invoke_stream(Target("ep"), STREAM_PAYLOAD)
     assert await anext(parts) == b"x"
     await parts.aclose()
     await asyncio.wait_for(gone.wait(), 5)
 
 
-async def test_cut_mid_body_is_a_retryable_stream_error(server: RawServer, transport: SageMakerTransport) -> None:
+async def test_cut_mid_body_is_a_retryable_stream_error(server: RawServer, raw_transport: SageMakerTransport) -> None:
     frame = payload_part(b"xyz")
     server.scripts.append(send_in(OK_HEAD + b"%x\r\n%s" % (len(frame), frame[:10]), close=True))
     with pytest.raises(UpstreamStreamError, match="broke mid-stream") as info:
-        await read_all(transport)
+        await read_all(raw_transport)
     assert info.value.retryable
 
 
-async def test_silence_is_a_timeout(server: RawServer, transport: SageMakerTransport) -> None:
+async def test_silence_is_a_timeout(server: RawServer, raw_transport: SageMakerTransport) -> None:
     server.scripts.append(send_in(OK_HEAD + b"%x\r\n%s\r\n" % (len(payload_part(b"x")), payload_part(b"x"))))
     server.scripts.append(send_in())  # never reached: the connection is the first one's, now silent
     with pytest.raises(UpstreamTimeout, match=r"'ep' did not answer within 0\.2s"):
-        await read_all(transport, Target("ep", timeout_s=0.2))
+        await read_all(raw_transport, Target("ep", timeout_s=0.2))
 
 
-async def test_no_answer_head_is_a_timeout(server: RawServer, transport: SageMakerTransport) -> None:
+async def test_no_answer_head_is_a_timeout(server: RawServer, raw_transport: SageMakerTransport) -> None:
     async def stall(reader: asyncio.StreamReader, _: asyncio.StreamWriter) -> None:
         await reader.read()  # until the client gives up and closes
 
     server.scripts.append(stall)
     with pytest.raises(UpstreamTimeout):
-        await read_all(transport, Target("ep", timeout_s=0.2))
+        await read_all(raw_transport, Target("ep", timeout_s=0.2))
 
 
-async def test_error_answer_is_mapped_with_its_headers(server: RawServer, transport: SageMakerTransport) -> None:
+async def test_error_answer_is_mapped_with_its_headers(server: RawServer, raw_transport: SageMakerTransport) -> None:
     body = b'{"message": "Rate exceeded"}'
     server.scripts.append(send_in(b"HTTP/1.1 400 Bad Request\r\nx-amzn-ErrorType: ThrottlingException:http://x/\r\n"
                                   b"Retry-After: 3\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)))
     with pytest.raises(UpstreamThrottled, match="Rate exceeded") as info:
-        await read_all(transport)
+        await read_all(raw_transport)
     assert info.value.retry_after == 3.0
 
 
-async def test_error_body_ending_with_the_connection(server: RawServer, transport: SageMakerTransport) -> None:
+async def test_error_body_ending_with_the_connection(server: RawServer, raw_transport: SageMakerTransport) -> None:
     server.scripts.append(send_in(b"HTTP/1.1 503 Service Unavailable\r\n\r\n", b'{"message": "busy"}', close=True))
     with pytest.raises(UpstreamUnavailable, match="busy"):
-        await read_all(transport)
+        await read_all(raw_transport)
 
 
-async def test_exception_frame_after_parts(server: RawServer, transport: SageMakerTransport) -> None:
+async def test_exception_frame_after_parts(server: RawServer, raw_transport: SageMakerTransport) -> None:
     frames = payload_part(b"x") + exception_frame("ModelStreamError", {"Message": "boom"})
     server.scripts.append(send_in(OK_HEAD + chunked(frames)))
     got: list[bytes] = []
     with pytest.raises(UpstreamStreamError, match="boom"):
-        async for part in transport.invoke_stream(Target("ep"), STREAM_PAYLOAD):
+        async for part in raw_transport.invoke_stream(Target("ep"), STREAM_PAYLOAD):
             got.append(part)
     assert got == [b"x"]
 
 
-async def test_malformed_http_is_unavailable(server: RawServer, transport: SageMakerTransport) -> None:
+async def test_malformed_http_is_unavailable(server: RawServer, raw_transport: SageMakerTransport) -> None:
     server.scripts.append(send_in(b"NOT HTTP AT ALL\r\n\r\n"))
     with pytest.raises(UpstreamUnavailable, match="malformed HTTP response"):
-        await read_all(transport)
+        await read_all(raw_transport)
 
 
 async def test_a_large_unread_body_pauses_the_socket_and_arrives_whole(server: RawServer,
-                                                                       transport: SageMakerTransport) -> None:
+                                                                       raw_transport: SageMakerTransport) -> None:
     parts = [bytes([65 + i % 26]) * 30_000 for i in range(20)]  # ~600 KB: well over the high-water mark
     server.scripts.append(send_in(OK_HEAD + chunked(*(payload_part(p) for p in parts))))
-    stream = transport.invoke_stream(Target("ep"), STREAM_PAYLOAD)
+    stream = raw_transport.invoke_stream(Target("ep"), STREAM_PAYLOAD)
     got = [await anext(stream)]
     await asyncio.sleep(0.05)  # the consumer dawdles; the socket is paused rather than buffered without bound
     got.extend([part async for part in stream])

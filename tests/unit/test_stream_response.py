@@ -9,7 +9,7 @@ from typing import Any, cast
 
 import pytest
 
-from service.api.sse import SseRelay
+from service.api.sse import BodyOut, SseRelay
 from service.api.stream_response import EventStreamResponse
 
 
@@ -20,12 +20,13 @@ class FakeRelay:
         self.closed = asyncio.Event()
         self.close_steps = 0
 
-    async def next(self) -> bytes | None:
-        if self.pieces:
-            return self.pieces.pop(0)
+    async def run(self, out: BodyOut) -> None:
+        for piece in self.pieces:
+            out.write(piece)
+            if out.paused:
+                await out.drain()
         if self.stall:
             await asyncio.Event().wait()  # an upstream that never sends again
-        return None
 
     async def close(self) -> None:
         for _ in range(5):  # closing takes several loop turns (upstream close, limiter, logs)
