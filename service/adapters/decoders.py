@@ -25,6 +25,8 @@ class LineBuffer:
         self._pending = bytearray()
 
     def feed(self, data: bytes) -> list[bytes]:
+        if not self._pending and data.endswith(b"\n"):
+            return data.split(b"\n")[:-1]  # the usual part (whole lines, e.g. one token's event): no copy
         self._pending += data
         if b"\n" not in data:
             if len(self._pending) > MAX_LINE_BYTES:

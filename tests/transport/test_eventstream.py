@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import struct
+import zlib
 from itertools import pairwise
 from pathlib import Path
 
@@ -48,10 +50,10 @@ def test_positive_vectors(name: str, bytewise: bool) -> None:
     decoder.close()
     assert len(messages) == 1
     message = messages[0]
-    assert message.prelude.total_length == decoded["total_length"] == len(encoded)
-    assert message.prelude.headers_length == decoded["headers_length"]
-    assert message.prelude.crc == decoded["prelude_crc"] & 0xFFFFFFFF
-    assert message.crc == decoded["message_crc"] & 0xFFFFFFFF
+    assert message.total_length == decoded["total_length"] == len(encoded)
+    assert message.headers_length == decoded["headers_length"]
+    assert message.prelude_crc == decoded["prelude_crc"] & 0xFFFFFFFF
+    assert message.message_crc == decoded["message_crc"] & 0xFFFFFFFF
     assert message.headers == {h["name"]: expected_header(h) for h in decoded["headers"]}
     assert message.payload == base64.b64decode(decoded["payload"])
 
@@ -152,7 +154,8 @@ def test_truncated_stream_is_reported_on_close() -> None:
 
 def test_remembered_header_blocks_never_mix_frames_up() -> None:
     """Header parsing is memoized per distinct header block: PayloadParts, another event type and an
-    exception interleaved decode exactly as botocore decodes them one by one, in any number of streams."""
+    exception interleaved decode exactly as botocore decodes them one by one, in any number of streams; the
+    shared header mappings are read-only."""
     from botocore.eventstream import EventStreamBuffer
 
     other_event = encode_frame({":message-type": "event", ":event-type": "SomethingNew",
@@ -163,10 +166,34 @@ def test_remembered_header_blocks_never_mix_frames_up() -> None:
     plain.add_data(wire)
     expected = [(m.headers, m.payload) for m in plain]
     for _ in range(3):
-        got = [(m.headers, m.payload) for m in FrameDecoder("ep").feed(wire)]
-        assert got == expected
-        got[0][0][":event-type"] = "mutated"  # a caller changing one message's headers changes no other
+        frames = FrameDecoder("ep").feed(wire)
+        assert [(dict(m.headers), m.payload) for m in frames] == expected
+        assert frames[0].headers is frames[2].headers  # one parse for one header block
+        with pytest.raises(TypeError):
+            frames[0].headers[":event-type"] = "mutated"  # type: ignore[index]
     decoder = PayloadPartDecoder("ep")
     assert decoder.feed(wire) == [b"one", b"two", b"three"]
     with pytest.raises(UpstreamStreamError, match="ModelStreamError"):
         decoder.close()
+
+
+def framed(headers: bytes, payload: bytes, *, total: int | None = None, headers_length: int | None = None) -> bytes:
+    """A frame with right CRCs around whatever lengths it claims (the lengths are what is under test)."""
+    total = len(headers) + len(payload) + 16 if total is None else total
+    prelude = struct.pack(">II", total, len(headers) if headers_length is None else headers_length)
+    prelude += struct.pack(">I", zlib.crc32(prelude))
+    body = prelude + headers + payload
+    return body + struct.pack(">I", zlib.crc32(body))
+
+
+@pytest.mark.parametrize(("frame", "needle"), [
+    (framed(b"", b"x" * 8, headers_length=200_000), "a header block of 200000 bytes"),
+    (framed(b"\x00" * 8, b"", headers_length=40), "with a header block of 40 bytes"),
+    (framed(b"\x05:nope\x63", b"payload"), "unreadable header block"),
+])
+def test_frames_whose_lengths_or_headers_cannot_be_read_fail_the_stream(frame: bytes, needle: str) -> None:
+    decoder = FrameDecoder("ep")
+    with pytest.raises(UpstreamStreamError, match=needle):
+        decoder.feed(frame)
+    with pytest.raises(UpstreamStreamError):
+        decoder.feed(payload_part(b"later"))  # no later boundary is trusted
