@@ -250,10 +250,11 @@ class StreamPool:
     """Kept-alive connections per (scheme, host, port), unbounded: every stream holds one of its endpoint's
     `max_concurrency` slots, which bound the connections (service/pipeline/attempts.py)."""
 
-    def __init__(self, keepalive_s: float) -> None:
+    def __init__(self, keepalive_s: float, ssl_context: ssl.SSLContext | None = None) -> None:
         self._keepalive_s = keepalive_s
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
-        self._ssl: ssl.SSLContext | None = None
+        # None: the system's trust store (ssl.create_default_context(), made on the first https connection)
+        self._ssl: ssl.SSLContext | None = ssl_context
 
     async def open(self, url: str, headers: dict[str, str], body: bytes, timeout_s: float) -> UpstreamResponse:
         """POST `body` with `headers` (Host included) and wait for the response head."""
