@@ -264,8 +264,12 @@ def _connection_errors(target: Target, *, mid_stream: bool) -> Iterator[None]:
         if mid_stream:
             raise UpstreamStreamError(f"the connection to SageMaker endpoint {name!r} broke mid-stream ({detail})",
                                       retryable=True) from exc
+        hint = "check aws.runtime_url and network access"
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            hint = ("the runtime's TLS certificate is not trusted: check aws.runtime_url, and that the CA of any TLS "
+                    "proxy on the way is in this machine's trust store")
         raise UpstreamUnavailable(f"could not reach the SageMaker runtime for endpoint {name!r} ({detail}); "
-                                  f"check aws.runtime_url and network access") from exc
+                                  f"{hint}") from exc
 
 
 def map_error(endpoint: str, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:

@@ -203,6 +203,7 @@ def _assert_refused_cleanly(exc: UpstreamUnavailable, server: RawServer, why: st
     message = exc.message
     assert "could not reach the SageMaker runtime for endpoint 'ep'" in message
     assert "certificate verify failed" in message and why in message
+    assert "TLS certificate is not trusted" in message  # what to check
     assert server.requests == [] and server.connections == 0
     assert not re.search(r"\w/\w", message), message  # no file path (CA bundle, certificate file)
     assert not any(secret in message for secret in (ACCESS_KEY, SECRET_KEY, SESSION_TOKEN))
