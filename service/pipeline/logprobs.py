@@ -101,6 +101,8 @@ class DeltaRelay:
         return self.scanner.stopped
 
     def push(self, event: TokenDelta) -> TokenDelta | None:
+        if self.release is None and not self.scanner.stops:
+            return event  # nothing to hold back or trim: the delta as it came (the usual case, once per token)
         safe = self.scanner.push(event.text)
         if self.release is not None:
             self.release.add(event.text, trimmed(event.logprobs, self.top) or ())

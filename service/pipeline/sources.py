@@ -10,6 +10,7 @@ socket it goes to (tests/bench/PROFILE.md, issue 18). Any other part stream is p
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Protocol
 
 from service.adapters.base import StreamDecoder
@@ -53,7 +54,7 @@ class Decoding:
             return True
         parts = self._parts
         if isinstance(parts, PushedParts):
-            more = await parts.deliver(lambda part: self._feed(part, on_events))
+            more = await parts.deliver(partial(self._feed, on_events=on_events))  # a partial: one frame less per read
         else:
             more = await self._pull(parts, on_events)
         if more:

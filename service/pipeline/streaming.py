@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Protocol
 
 from opentelemetry.trace import Span
@@ -125,7 +126,7 @@ class GatewayStream:
             relay = self._relay_state = logprobs.DeltaRelay(self.plan.params.stop, self.plan.logprobs)
         try:
             try:
-                more = await self.source.deliver(lambda batch: self._take(batch, relay, emit))
+                more = await self.source.deliver(partial(self._take, relay=relay, emit=emit))
             except UpstreamError as exc:  # a stream that breaks midway counts against the endpoint's circuit
                 self.mechanics.stream_broke(self.endpoint, exc)
                 raise

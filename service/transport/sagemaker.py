@@ -7,6 +7,7 @@ Knows URLs, headers, signing, event-stream framing and AWS error shapes; never a
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -81,7 +82,8 @@ class SageMakerTransport:
     transport/base.py) select its URL and signer; targets without them use `runtime_url` and `signer`."""
 
     def __init__(self, runtime_url: str, signer: Signer, *, pool_size: int = 0,
-                 keepalive_s: float = 30.0, credentials: CredentialRegistry | None = None) -> None:
+                 keepalive_s: float = 30.0, credentials: CredentialRegistry | None = None,
+                 stream_ssl_context: ssl.SSLContext | None = None) -> None:
         self._base = runtime_url.rstrip("/")
         self._signer = signer
         #: the credential sources of targets that carry one (None: every target uses `signer`)
@@ -95,7 +97,8 @@ class SageMakerTransport:
         # Shorter than the idle timeouts of AWS front ends (60 s) so we drop a connection before they do.
         self._keepalive_s = keepalive_s
         self._session: aiohttp.ClientSession | None = None
-        self._streams = StreamPool(keepalive_s)
+        # stream_ssl_context: whom response streams trust over https (tests trust their own CA); None: the system's
+        self._streams = StreamPool(keepalive_s, ssl_context=stream_ssl_context)
 
     async def invoke(self, target: Target, payload: Payload) -> RawResponse:
         url = f"{self._url(target)}/endpoints/{target.endpoint_name}/invocations"
@@ -261,8 +264,12 @@ def _connection_errors(target: Target, *, mid_stream: bool) -> Iterator[None]:
         if mid_stream:
             raise UpstreamStreamError(f"the connection to SageMaker endpoint {name!r} broke mid-stream ({detail})",
                                       retryable=True) from exc
+        hint = "check aws.runtime_url and network access"
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            hint = ("the runtime's TLS certificate is not trusted: check aws.runtime_url, and that the CA of any TLS "
+                    "proxy on the way is in this machine's trust store")
         raise UpstreamUnavailable(f"could not reach the SageMaker runtime for endpoint {name!r} ({detail}); "
-                                  f"check aws.runtime_url and network access") from exc
+                                  f"{hint}") from exc
 
 
 def map_error(endpoint: str, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:

@@ -70,8 +70,8 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if self.until_close and self.head_done and self.failure is None:
-            self.complete = True  # a body without length or chunking ends where the connection does
+        if self.until_close and self.head_done and self.failure is None and exc is None:
+            self.complete = True  # a body without length or chunking ends where the connection does (cleanly)
         if not self.complete and self.failure is None:
             detail = f": {exc}" if exc else ""
             self.failure = ConnectionResetError(f"the upstream closed the connection{detail}")
@@ -250,10 +250,11 @@ class StreamPool:
     """Kept-alive connections per (scheme, host, port), unbounded: every stream holds one of its endpoint's
     `max_concurrency` slots, which bound the connections (service/pipeline/attempts.py)."""
 
-    def __init__(self, keepalive_s: float) -> None:
+    def __init__(self, keepalive_s: float, ssl_context: ssl.SSLContext | None = None) -> None:
         self._keepalive_s = keepalive_s
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
-        self._ssl: ssl.SSLContext | None = None
+        # None: the system's trust store (ssl.create_default_context(), made on the first https connection)
+        self._ssl: ssl.SSLContext | None = ssl_context
 
     async def open(self, url: str, headers: dict[str, str], body: bytes, timeout_s: float) -> UpstreamResponse:
         """POST `body` with `headers` (Host included) and wait for the response head."""
@@ -295,9 +296,10 @@ class StreamPool:
 
     async def _connect(self, key: tuple[str, str, int], timeout_s: float) -> _Connection:
         scheme, host, port = key
-        context = None
+        context: ssl.SSLContext | None = None
         if scheme == "https":
-            context = self._ssl = self._ssl or ssl.create_default_context()
+            # Loading the system's CA certificates takes tens of milliseconds: not on the event loop.
+            context = self._ssl = self._ssl or await asyncio.to_thread(ssl.create_default_context)
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(timeout_s):
             _, conn = await loop.create_connection(lambda: _Connection(loop), host, port, ssl=context,

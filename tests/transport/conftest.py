@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
+import uvloop
 from aiohttp import web
 
 from service.transport.sagemaker import SageMakerTransport
@@ -15,6 +16,16 @@ ACCESS_KEY = "AKIDEXAMPLE"
 SECRET_KEY = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
 SESSION_TOKEN = "session-token-example"
 REGION = "us-west-2"
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config,
+                                  item: pytest.Item) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """asyncio's loop; and uvloop's too for tests marked `asyncio(loop_factories=["asyncio", "uvloop"])`. The
+    gateway serves on uvloop (uvicorn[standard], service/cli.py), whose transports and TLS are its own code."""
+    marker = item.get_closest_marker("asyncio")
+    if marker is None or "loop_factories" not in marker.kwargs:
+        return {"asyncio": asyncio.new_event_loop}
+    return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
 
 
 async def serve_fake_runtime() -> tuple[FakeRuntime, web.AppRunner]:

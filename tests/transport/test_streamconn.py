@@ -4,6 +4,8 @@ byte by byte as scripted: split anywhere, cut, stalled, kept alive or closed, ma
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 
 import pytest
 
@@ -105,6 +107,19 @@ async def test_error_answer_is_mapped_with_its_headers(server: RawServer, raw_tr
 async def test_error_body_ending_with_the_connection(server: RawServer, raw_transport: SageMakerTransport) -> None:
     server.scripts.append(send_in(b"HTTP/1.1 503 Service Unavailable\r\n\r\n", b'{"message": "busy"}', close=True))
     with pytest.raises(UpstreamUnavailable, match="busy"):
+        await read_all(raw_transport)
+
+
+async def test_a_body_ending_with_a_reset_is_no_body(server: RawServer, raw_transport: SageMakerTransport) -> None:
+    async def reset(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 400 Bad Request\r\nx-amzn-ErrorType: ValidationError:http://x/\r\n\r\n"
+                     b'{"message": "cut sh')
+        await writer.drain()
+        writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()  # with SO_LINGER 0: a reset, not a clean end of the unframed body
+
+    server.scripts.append(reset)
+    with pytest.raises(UpstreamUnavailable, match="could not reach"):  # not the cut body read as the answer
         await read_all(raw_transport)
 
 

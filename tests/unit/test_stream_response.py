@@ -10,7 +10,7 @@ from typing import Any, cast
 import pytest
 
 from service.api.sse import BodyOut, SseRelay
-from service.api.stream_response import EventStreamResponse
+from service.api.stream_response import BODY_SOCKET, EventStreamResponse
 
 
 class FakeRelay:
@@ -85,3 +85,46 @@ async def test_a_server_cancellation_goes_on_and_the_relay_still_closes() -> Non
     with pytest.raises(asyncio.CancelledError):
         await call
     await asyncio.wait_for(relay.closed.wait(), 5)
+
+
+class Socket:
+    """Like service/protocol.py's SocketBody: the body's pieces straight to the client's socket when ready."""
+
+    def __init__(self, ready: bool, paused_every: int = 0) -> None:
+        self._ready, self.paused_every = ready, paused_every
+        self.written: list[bytes] = []
+        self.drains = 0
+
+    def ready(self) -> bool:
+        return self._ready
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    @property
+    def paused(self) -> bool:
+        return bool(self.paused_every) and len(self.written) % self.paused_every == 0
+
+    async def drain(self) -> None:
+        self.drains += 1
+
+
+@pytest.mark.parametrize("paused_every", [0, 2])
+async def test_a_server_socket_takes_the_body_between_head_and_end(paused_every: int) -> None:
+    relay, server, socket = FakeRelay([b"a", b"b", b"c", b"d"]), Server(), Socket(True, paused_every)
+    await response(relay)({"type": "http", "extensions": {BODY_SOCKET: socket}}, server.receive, server.send)
+    assert [m.get("body") for m in server.sent] == [None, b""], "only the head and the end go through send"
+    assert socket.written == [b"a", b"b", b"c", b"d"]
+    assert socket.drains >= (2 if paused_every else 0)
+
+
+async def test_a_socket_that_is_not_ready_leaves_the_body_to_send() -> None:
+    relay, server, socket = FakeRelay([b"a", b"b"]), Server(), Socket(False)
+    await response(relay)({"type": "http", "extensions": {BODY_SOCKET: socket}}, server.receive, server.send)
+    assert [m.get("body") for m in server.sent] == [None, b"a", b"b", b""] and not socket.written
+
+
+def test_the_server_offers_the_socket_under_the_name_the_response_reads() -> None:
+    from service.protocol import BODY_SOCKET as offered  # same layer as the api: neither imports the other
+
+    assert offered == BODY_SOCKET
