@@ -2,11 +2,13 @@
 
 ``python -m tests.bench.run --scenarios paced`` starts the paced upstream (tests/bench/paced_upstream.py: a
 TGI endpoint behind SageMaker's response stream, first token after 50 ms, then one every 20 ms, 256 tokens)
-and ``jumpgate serve --workers 1`` in front of it. For each N it runs the same load twice in one run: direct
-(the exact TGI payload the gateway sends, SigV4-signed with botocore, event stream decoded) and through the
-gateway (OpenAI chat completions, SSE), each in fresh load-generator processes (tests/bench/paced_load.py).
-Between the two readings of a window it takes the CPU time of every process from /proc and the gateway's
-RSS; nothing here asserts a timing. paced_report.py turns the results into the printed report.
+and ``jumpgate serve --workers 1`` in front of it, and the relay floor (tests/bench/floor_proxy.py: a proxy
+that only forwards bytes) beside it. For each N it runs the same load three times in one run (PATHS): direct
+(the exact TGI payload the gateway sends, SigV4-signed with botocore, event stream decoded), floor (the same
+requests, bytes and signature unchanged, sent through the proxy: what relaying a token costs with no work done)
+and through the gateway (OpenAI chat completions, SSE), each in fresh load-generator processes
+(tests/bench/paced_load.py). Between the two readings of a window it takes the CPU time of every process from
+/proc and the gateway's RSS; nothing here asserts a timing. paced_report.py turns the results into the report.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ import sys
 import tempfile
 import time
 from array import array
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import orjson
@@ -28,7 +32,7 @@ import yaml
 
 from service.config.demo import SIMULATOR_CREDENTIALS
 from tests.bench import stack as st
-from tests.bench.load import percentiles
+from tests.bench.load import SigV4Headers, percentiles
 from tests.bench.paced_upstream import token_texts
 from tests.procs import ROOT, Proc, free_port, start_gateway
 
@@ -40,6 +44,7 @@ LOAD_START_S = 1.5  # the load processes import aiohttp and botocore before the 
 IDLE_WAIT_S = 60.0  # the upstream must see every stream of the previous phase end within this
 PHASE_SLACK_S = 120.0  # on top of ramp + window: how long a load process may take before it is a failure
 ROUNDS_BOUND_S = 600.0  # with a fixed number of streams per client the window ends with them, at the latest then
+PATHS = ("direct", "floor", "gateway")  # the order of the phases at each N
 
 
 @dataclass(frozen=True)
@@ -94,26 +99,30 @@ def gateway_config(upstream_url: str, max_streams: int) -> dict[str, Any]:
 
 
 class PacedStack:
-    """The paced upstream and one gateway worker in front of it."""
+    """The paced upstream with, each in front of it, one gateway worker and the floor proxy."""
 
     def __init__(self, tmp: Path, settings: Settings) -> None:
         self.tmp, self.settings = tmp, settings
-        port = free_port()
-        self.upstream = Proc(["-m", "tests.bench.paced_upstream", "--port", str(port), "--ttft-ms",
-                              str(settings.ttft_ms), "--gap-ms", str(settings.gap_ms), "--max-tokens",
-                              str(settings.tokens)], port, "/ping", tmp / f"paced-upstream-{port}.log")
-        config = tmp / "jumpgate-paced.yaml"
-        config.write_text(yaml.safe_dump(gateway_config(self.upstream.url, max(settings.series))))
-        try:
+        with ExitStack() as undo:  # a process that fails to start stops the ones started before it
+            port = free_port()
+            self.upstream = Proc(["-m", "tests.bench.paced_upstream", "--port", str(port), "--ttft-ms",
+                                  str(settings.ttft_ms), "--gap-ms", str(settings.gap_ms), "--max-tokens",
+                                  str(settings.tokens)], port, "/ping", tmp / f"paced-upstream-{port}.log")
+            undo.callback(self.upstream.stop)
+            floor_port = free_port()  # its health check goes through it: the upstream answers /ping
+            self.floor = Proc(["-m", "tests.bench.floor_proxy", "--port", str(floor_port), "--upstream-port",
+                               str(port)], floor_port, "/ping", tmp / f"floor-proxy-{floor_port}.log")
+            undo.callback(self.floor.stop)
+            config = tmp / "jumpgate-paced.yaml"
+            config.write_text(yaml.safe_dump(gateway_config(self.upstream.url, max(settings.series))))
             self.gw = start_gateway(tmp, config, extra=["--workers", "1"])
-        except Exception:
-            self.upstream.stop()
-            raise
+            undo.pop_all()
         self.http = httpx.Client(timeout=30)
 
     def stop(self) -> None:
         self.http.close()
         self.gw.stop()
+        self.floor.stop()
         self.upstream.stop()
 
     def capture(self) -> st.Upstream:
@@ -125,6 +134,17 @@ class PacedStack:
         rec = self.stats("last")
         headers = {k: v for k, v in rec["headers"].items() if k not in st.NOT_COPIED}
         return st.Upstream(self.upstream.url + rec["path"], base64.b64decode(rec["body_b64"]), headers)
+
+    def check_floor(self, up: st.Upstream) -> None:
+        """One direct request, signed for the upstream, sent through the floor proxy: the upstream checks every
+        signature (403 when it does not match the request as received), so a 200 shows the proxy changed nothing
+        the signature covers. The stream is dropped after its head; the next phase waits for the upstream idle."""
+        signed = SigV4Headers(up.url, up.body, **up.sign_spec()).sign()
+        with self.http.stream("POST", self.floor.url + urlsplit(up.url).path, content=up.body,
+                              headers=signed) as resp:
+            if resp.status_code != 200:
+                raise RuntimeError(f"the upstream refused a direct request relayed by the floor proxy: HTTP "
+                                   f"{resp.status_code} {resp.read()[:300]!r}")
 
     def stats(self, what: str = "stats") -> dict[str, Any]:
         got: dict[str, Any] = self.http.get(f"{self.upstream.url}/_paced/{what}").raise_for_status().json()
@@ -143,25 +163,29 @@ class PacedBench:
     def __init__(self, stack: PacedStack, settings: Settings) -> None:
         self.stack, self.settings = stack, settings
         up = stack.capture()
+        stack.check_floor(up)
         expected = "".join(token_texts(settings.tokens))
         common = {"ramp_s": settings.ramp_s, "window_s": settings.window_s, "expected_text": expected}
         self.specs = {
             "direct": {**common, "url": up.url, "body": up.body.decode(), "kind": "eventstream",
                        "sign": up.sign_spec()},
+            "floor": {**common, "url": up.url, "connect": stack.floor.url, "body": up.body.decode(),
+                      "kind": "eventstream", "sign": up.sign_spec()},
             "gateway": {**common, "url": stack.gw.url + "/v1/chat/completions",
                         "body": chat_body(settings.tokens).decode(), "kind": "sse",
                         "headers": {"content-type": "application/json"}},
         }
 
     def run(self) -> tuple[dict[int, dict[str, Phase]], float]:
-        """Warm the gateway up, then each N direct and through the gateway; returns the phases and idle RSS."""
+        """Warm the gateway up, then each N direct, through the floor proxy and through the gateway; returns the
+        phases and the gateway's idle RSS."""
         warm = self.settings.series[0]
         self.phase("gateway", min(warm, 50), rounds=1)
         idle_rss = st.rss_mb(self.stack.gw.popen.pid)
         results: dict[int, dict[str, Phase]] = {}
         for n in self.settings.series:
             results[n] = {}
-            for path in ("direct", "gateway"):
+            for path in PATHS:
                 profile = self.settings.profile if (path, n) == ("gateway", self.settings.profile_at) else None
                 results[n][path] = self.phase(path, n, profile=profile)
         return results, idle_rss
@@ -237,6 +261,7 @@ class PacedBench:
 
     def _cpu(self, procs: list[subprocess.Popen[str]]) -> dict[str, float]:
         cpu = {"gateway": st.cpu_seconds(self.stack.gw.popen.pid),
+               "floor": st.cpu_seconds(self.stack.floor.popen.pid),
                "upstream": st.cpu_seconds(self.stack.upstream.popen.pid)}
         cpu.update({f"loadgen{k}": st.cpu_seconds(proc.pid) for k, proc in enumerate(procs)})
         return {**cpu, "machine": st.machine_busy_seconds(), "wall": time.monotonic()}

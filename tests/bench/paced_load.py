@@ -18,6 +18,10 @@ anything else (HTTP error, error event, bad frame, short or altered text) fails 
 Kinds: ``eventstream`` reads SageMaker's response stream directly (AWS event-stream frames decoded and
 CRC-checked by botocore through service.transport.eventstream, one TGI ``data:`` line per token);
 ``sse`` reads the gateway's OpenAI chat completion chunks (one per token).
+
+``connect`` (optional, ``http://host:port``): where the connections go when that is not ``url``'s address. The
+"floor" path sends the direct load to a byte-forwarding proxy (tests/bench/floor_proxy.py) this way: the request
+line, the Host header and the SigV4 signature stay those of ``url``, the upstream's.
 """
 
 from __future__ import annotations
@@ -238,8 +242,8 @@ class Client:
 
     def __init__(self, spec: dict[str, Any], window: Window) -> None:
         self.spec, self.window, self.tally = spec, window, Tally()
-        url = urlsplit(spec["url"])
-        self.host, self.port, self.path = url.hostname or "", url.port or 80, url.path
+        url, connect = urlsplit(spec["url"]), urlsplit(spec.get("connect") or spec["url"])
+        self.host, self.port, self.path = connect.hostname or "", connect.port or 80, url.path
         self.body: bytes = spec["body"].encode()
         self.kind = BODIES[spec["kind"]]
         sign = spec.get("sign")
@@ -298,9 +302,9 @@ async def _probe_lag(tally: Tally) -> None:
 
 
 async def run(spec: dict[str, Any]) -> dict[str, Any]:
-    host = urlsplit(spec["url"]).hostname
-    if host not in LOOPBACK:
-        raise ValueError(f"the load generator only targets loopback addresses, not {host!r}")
+    for address in (spec["url"], spec.get("connect") or spec["url"]):
+        if (host := urlsplit(address).hostname) not in LOOPBACK:
+            raise ValueError(f"the load generator only targets loopback addresses, not {host!r}")
     # time.monotonic() is the clock shared with the orchestrator; perf_counter() the one used per token.
     offset = time.perf_counter() - time.monotonic()
     late_s = max(0.0, time.monotonic() - spec["start_at"])  # started after the run's start: a ramp squeezed
