@@ -47,7 +47,8 @@ def test_the_relays_own_read_path_and_response_count_in_the_same_stages() -> Non
         ROOT + ";EventStreamResponse._pump (service/api/stream_response.py:60) 1",
     ]
     assert [relay_stage(frames) for frames, _ in parse(lines)] == [
-        "read from the upstream socket (streamconn + httptools, or aiohttp)", "ASGI response glue (starlette StreamingResponse, anyio)"]
+        "read from the upstream socket (streamconn + httptools, or aiohttp)",
+        "ASGI response glue (starlette StreamingResponse, anyio)"]
 
 
 def test_the_pushed_relay_counts_each_callback_in_its_stage() -> None:
