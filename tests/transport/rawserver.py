@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from service.transport.base import Payload, Target
 from service.transport.sagemaker import SageMakerTransport
+from tests.transport.upstream import payload_part
 
 STREAM_PAYLOAD = Payload(b'{"inputs": "hi"}', accept="text/event-stream")
 Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -60,3 +61,13 @@ def send_in(*writes: bytes, close: bool = False, pause: float = 0.0) -> Script:
 
 async def read_all(transport: SageMakerTransport, target: Target | None = None) -> list[bytes]:
     return [part async for part in transport.invoke_stream(target or Target("ep"), STREAM_PAYLOAD)]
+
+
+def one_part_until_closed(gone: asyncio.Event) -> Script:
+    """A stream that sends one PayloadPart and no more; `gone` is set once the client closed the connection."""
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(OK_HEAD + b"%x\r\n%s\r\n" % (len(payload_part(b"x")), payload_part(b"x")))
+        await writer.drain()
+        await reader.read()  # returns at EOF: the client closed the connection
+        gone.set()
+    return script

@@ -13,7 +13,16 @@ from service.errors import UpstreamStreamError, UpstreamThrottled, UpstreamTimeo
 from service.transport.base import Target
 from service.transport.sagemaker import SageMakerTransport
 from service.transport.signing import Signer
-from tests.transport.rawserver import OK_HEAD, PARTS, STREAM_PAYLOAD, RawServer, chunked, read_all, send_in
+from tests.transport.rawserver import (
+    OK_HEAD,
+    PARTS,
+    STREAM_PAYLOAD,
+    RawServer,
+    chunked,
+    one_part_until_closed,
+    read_all,
+    send_in,
+)
 from tests.transport.upstream import exception_frame, payload_part
 
 
@@ -57,14 +66,7 @@ async def test_a_stale_kept_alive_connection_is_replaced(server: RawServer, raw_
 async def test_a_stream_abandoned_midway_closes_its_connection(server: RawServer,
                                                                raw_transport: SageMakerTransport) -> None:
     gone = asyncio.Event()
-
-    async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(OK_HEAD + b"%x\r\n%s\r\n" % (len(payload_part(b"x")), payload_part(b"x")))
-        await writer.drain()
-        await reader.read()  # returns at EOF: the client closed the connection
-        gone.set()
-
-    server.scripts.append(endless)
+    server.scripts.append(one_part_until_closed(gone))
     parts = raw_transport.invoke_stream(Target("ep"), STREAM_PAYLOAD)
     assert await anext(parts) == b"x"
     await parts.aclose()

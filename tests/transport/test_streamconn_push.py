@@ -12,7 +12,7 @@ import pytest
 from service.errors import UpstreamStreamError, UpstreamTimeout
 from service.transport.base import PushedParts, Target
 from service.transport.sagemaker import ResponseStream, SageMakerTransport
-from tests.transport.rawserver import OK_HEAD, PARTS, STREAM_PAYLOAD, RawServer, chunked, send_in
+from tests.transport.rawserver import OK_HEAD, PARTS, STREAM_PAYLOAD, RawServer, chunked, one_part_until_closed, send_in
 from tests.transport.upstream import exception_frame, payload_part
 
 MANY = [b"part %d " % i * (i % 7 + 1) for i in range(40)]
@@ -79,14 +79,7 @@ async def test_pulling_and_pushing_mix(server: RawServer, raw_transport: SageMak
 async def test_what_the_consumer_raises_is_raised_and_closes_the_connection(server: RawServer,
                                                                           raw_transport: SageMakerTransport) -> None:
     gone = asyncio.Event()
-
-    async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(OK_HEAD + b"%x\r\n%s\r\n" % (len(payload_part(b"x")), payload_part(b"x")))
-        await writer.drain()
-        await reader.read()  # returns at EOF: the client closed the connection
-        gone.set()
-
-    server.scripts.append(endless)
+    server.scripts.append(one_part_until_closed(gone))
 
     def refuse(_: bytes) -> bool:
         raise LookupError("the consumer's own failure")
