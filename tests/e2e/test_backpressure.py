@@ -34,13 +34,13 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Proc, Pr
     port = free_port()
     upstream = Proc(["-m", "tests.bench.paced_upstream", "--port", str(port), "--ttft-ms", "0", "--gap-ms", "0",
                      "--max-tokens", str(TOKENS)], port, "/ping", tmp / "paced-upstream.log")
-    config = gateway_config(upstream.url, 4)
-    config["endpoints"][ENDPOINT]["context_length"] = 2 * TOKENS
-    (tmp / "jumpgate.yaml").write_text(yaml.safe_dump(config))
     try:
+        config = gateway_config(upstream.url, 4)
+        config["endpoints"][ENDPOINT]["context_length"] = 2 * TOKENS
+        (tmp / "jumpgate.yaml").write_text(yaml.safe_dump(config))
         gw = start_gateway(tmp, tmp / "jumpgate.yaml")
-    except Exception:
-        upstream.stop()
+    except BaseException:
+        upstream.stop()  # never leave the upstream process behind
         raise
     yield gw, upstream
     gw.stop()
