@@ -50,11 +50,12 @@ class Decoding:
         if self._done:
             return False
         first, self._first = self._first, None
-        if first is not None and not self._feed(first, on_events):
+        if first is not None and not self._feed(on_events, first):
             return True
         parts = self._parts
         if isinstance(parts, PushedParts):
-            more = await parts.deliver(partial(self._feed, on_events=on_events))  # a partial: one frame less per read
+            # positional: a partial with keywords copies its keyword dict on every call (once per token)
+            more = await parts.deliver(partial(self._feed, on_events))
         else:
             more = await self._pull(parts, on_events)
         if more:
@@ -65,7 +66,7 @@ class Decoding:
             on_events(last)
         return False
 
-    def _feed(self, part: bytes, on_events: OnEvents) -> bool:
+    def _feed(self, on_events: OnEvents, part: bytes) -> bool:
         self._meter.bytes_out += len(part)
         events = self._decoder.feed(part)
         return not events or on_events(events)
@@ -77,7 +78,7 @@ class Decoding:
                 part = await parts.__anext__()
             except StopAsyncIteration:
                 return False
-            if not self._feed(part, on_events):
+            if not self._feed(on_events, part):
                 return True
 
     async def aclose(self) -> None:

@@ -126,7 +126,7 @@ class GatewayStream:
             relay = self._relay_state = logprobs.DeltaRelay(self.plan.params.stop, self.plan.logprobs)
         try:
             try:
-                more = await self.source.deliver(partial(self._take, relay=relay, emit=emit))
+                more = await self.source.deliver(partial(self._take, relay, emit))  # positional: no dict per call
             except UpstreamError as exc:  # a stream that breaks midway counts against the endpoint's circuit
                 self.mechanics.stream_broke(self.endpoint, exc)
                 raise
@@ -144,7 +144,7 @@ class GatewayStream:
         emit(self._ending(end, relay, out))
         return False
 
-    def _take(self, batch: list[StreamEvent], relay: logprobs.DeltaRelay, emit: Emit) -> bool:
+    def _take(self, relay: logprobs.DeltaRelay, emit: Emit, batch: list[StreamEvent]) -> bool:
         """One upstream read's events: relayed through `emit` while the stream goes on; kept (`_tail`) for the last
         batch once the final event came or a stop sequence ended the text."""
         if self._tail is not None or self._fault is not None:
