@@ -187,9 +187,7 @@ class SseRelay:
         self.completed = True
 
     def _frames(self, batch: list[OutEvent]) -> bytes:
-        frames = self._opening or []
-        if frames:
-            self._opening = None
+        frames = self._take_opening()
         for event in batch:
             if isinstance(event, TokenDelta):
                 self.texts.append(event.text)
@@ -200,8 +198,12 @@ class SseRelay:
 
     def _pending(self) -> bytes:
         """The opening chunk when nothing was written yet (a stream that failed before its first batch)."""
+        return b"".join(self._take_opening())
+
+    def _take_opening(self) -> list[bytes]:
+        """The opening chunk's frames the first time, then nothing: it goes out with whatever is written first."""
         opening, self._opening = self._opening or [], None
-        return b"".join(opening)
+        return opening
 
     async def close(self) -> None:
         """Close the upstream, release the slot, charge the tenant and record the trace (idempotent upstream

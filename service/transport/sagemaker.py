@@ -184,16 +184,11 @@ class ResponseStream:
         if self._ended:
             raise StopAsyncIteration
         resp = self._resp or await self._open()
-        decoder = self._decoder
-        try:
-            with _connection_errors(self._target, mid_stream=True):
-                while chunk := await resp.read():
-                    parts = decoder.feed(chunk)
-                    if parts:  # the parts of one read, joined: their boundaries carry no meaning
-                        return parts[0] if len(parts) == 1 else b"".join(parts)
-        except BaseException:
-            await self.aclose()  # a half-read response closes its connection, which ends the generation upstream
-            raise
+        with self._reading():
+            while chunk := await resp.read():
+                parts = self._decoder.feed(chunk)
+                if parts:
+                    return _joined(parts)
         self._end()
         raise StopAsyncIteration
 
@@ -207,20 +202,30 @@ class ResponseStream:
 
         def on_body(chunk: bytes) -> bool:
             parts = decoder.feed(chunk)
-            return not parts or on_parts(parts[0] if len(parts) == 1 else b"".join(parts))
+            return not parts or on_parts(_joined(parts))
 
-        try:
-            with _connection_errors(self._target, mid_stream=True):
-                more = await resp.deliver(on_body)
-        except BaseException:
-            await self.aclose()
-            raise
+        with self._reading():
+            more = await resp.deliver(on_body)
         if not more:
             self._end()
         return more
 
     async def aclose(self) -> None:
         """Idempotent. A complete response leaves its connection to the pool; a half-read one is closed."""
+        self._close()
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Reading the body: connection failures mapped; any failure closes the response (a half-read one closes
+        its connection, which ends the generation upstream)."""
+        try:
+            with _connection_errors(self._target, mid_stream=True):
+                yield
+        except BaseException:
+            self._close()
+            raise
+
+    def _close(self) -> None:
         self._ended = True
         if self._resp is not None:
             self._resp.release()
@@ -236,7 +241,7 @@ class ResponseStream:
                 with _connection_errors(target, mid_stream=False):
                     body = await resp.read_all()
             finally:
-                await self.aclose()
+                self._close()
             raise map_error(target.endpoint_name, resp.status, resp.headers, body)
         return resp
 
@@ -248,6 +253,11 @@ class ResponseStream:
         finally:
             if self._resp is not None:
                 self._resp.release()
+
+
+def _joined(parts: list[bytes]) -> bytes:
+    """The PayloadParts of one network read as one piece: their boundaries carry no meaning."""
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 @contextmanager
