@@ -109,7 +109,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 class SocketBody:
     """A streamed response body written straight to the client's transport in HTTP/1.1 chunks, between the head
     and the end of the body, both of which go through the cycle's `send` (so its state and keep-alive stay
-    right). `paused` is uvicorn's flow control: the client's socket buffer is above its high-water mark."""
+    right). `write` says False while uvicorn's flow control holds: the client's socket buffer is above its
+    high-water mark, and the relay awaits `drain()`."""
 
     __slots__ = ("_cycle",)
 
@@ -122,14 +123,11 @@ class SocketBody:
         return (cycle.response_started and not cycle.response_complete and cycle.chunked_encoding is True
                 and cycle.scope["method"] != "HEAD")
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes) -> bool:
         cycle = self._cycle
         if data and not cycle.disconnected:  # after a disconnect, dropped as `send` drops it
             cycle.transport.write(b"%x\r\n%b\r\n" % (len(data), data))
-
-    @property
-    def paused(self) -> bool:
-        return self._cycle.flow.write_paused
+        return not cycle.flow.write_paused
 
     async def drain(self) -> None:
         cycle = self._cycle

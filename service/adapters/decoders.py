@@ -22,22 +22,22 @@ MAX_LINE_BYTES = 1 << 20  # a line longer than 1 MiB is not a token event: fail 
 
 class LineBuffer:
     def __init__(self) -> None:
-        self._pending = bytearray()
+        self.pending = bytearray()  # the bytes of a line not complete yet
 
     def feed(self, data: bytes) -> list[bytes]:
-        if not self._pending and data.endswith(b"\n"):
+        if not self.pending and data.endswith(b"\n"):
             return data.split(b"\n")[:-1]  # the usual part (whole lines, e.g. one token's event): no copy
-        self._pending += data
+        self.pending += data
         if b"\n" not in data:
-            if len(self._pending) > MAX_LINE_BYTES:
+            if len(self.pending) > MAX_LINE_BYTES:
                 raise UpstreamStreamError("the endpoint streamed a line longer than 1 MiB")
             return []
-        *lines, rest = bytes(self._pending).split(b"\n")
-        self._pending = bytearray(rest)
+        *lines, rest = bytes(self.pending).split(b"\n")
+        self.pending = bytearray(rest)
         return lines
 
     def flush(self) -> list[bytes]:
-        rest, self._pending = bytes(self._pending), bytearray()
+        rest, self.pending = bytes(self.pending), bytearray()
         return [rest] if rest.strip() else []
 
 
@@ -65,6 +65,17 @@ class JsonLineDecoder(ABC):
         are returned and the error raised by the next `feed` or `close`: no token is lost to a later error."""
         if self._failure is not None:
             raise self._failure
+        if data.startswith(b"data:") and data.endswith(b"\n\n") and data.find(b"\n") == len(data) - 2 \
+                and not self._lines.pending:
+            # One whole SSE event (a token's usual PayloadPart): its JSON read without splitting lines. Anything the
+            # general path would treat differently ([DONE], not JSON, not an object) takes the general path.
+            try:
+                obj = orjson.loads(data[5:])
+            except orjson.JSONDecodeError:
+                pass
+            else:
+                if isinstance(obj, dict):
+                    return self.events(obj)
         return self._decode(self._lines.feed(data))
 
     def close(self) -> list[StreamEvent]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import orjson
@@ -143,13 +143,11 @@ SHAPES: dict[str, Callable[[GenerationRequest, AnswerStream], ChunkShape]] = {
 
 
 class BodyOut(Protocol):
-    """Where the response body goes: `write` is called from inside upstream reads, so it must not block; while
-    `paused` (the client reads slower than the upstream writes) the relay stops reading and awaits `drain()`."""
+    """Where the response body goes. `write` is called from inside upstream reads, so it must not block; when it
+    returns False (the client reads slower than the upstream writes) the relay stops reading and awaits `drain()`
+    before the next write."""
 
-    def write(self, data: bytes) -> None: ...
-
-    @property
-    def paused(self) -> bool: ...
+    def write(self, data: bytes) -> bool: ...
 
     async def drain(self) -> None: ...
 
@@ -170,9 +168,10 @@ class SseRelay:
     async def run(self, out: BodyOut) -> None:
         """Write the whole body: the frames of each batch with one `write` (however many tokens one upstream read
         carried), the final chunk and [DONE] last, or an error event when the stream fails."""
-        def emit(batch: list[OutEvent]) -> bool:
-            out.write(self._frames(batch))
-            return not out.paused
+        write, frames = out.write, self._frames
+
+        def emit(batch: Sequence[OutEvent]) -> bool:
+            return write(frames(batch))
 
         try:
             while await self.stream.relay(emit):
@@ -186,7 +185,12 @@ class SseRelay:
             out.write(self._pending() + unexpected_event(self.req.request_id))
         self.completed = True
 
-    def _frames(self, batch: list[OutEvent]) -> bytes:
+    def _frames(self, batch: Sequence[OutEvent]) -> bytes:
+        if len(batch) == 1 and self._opening is None:
+            event = batch[0]
+            if isinstance(event, TokenDelta):  # the usual batch: one token
+                self.texts.append(event.text)
+                return self.shape.token_frame(event)
         frames = self._take_opening()
         for event in batch:
             if isinstance(event, TokenDelta):

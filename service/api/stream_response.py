@@ -72,14 +72,13 @@ class EventStreamResponse(Response):
 class _SendBody:
     """The body through the ASGI `send`: each piece goes out (awaited) before the relay reads on."""
 
-    paused = True  # after every piece: the relay stops and awaits drain(), which sends it
-
     def __init__(self, send: Send) -> None:
         self._send = send
         self._pieces: list[bytes] = []
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes) -> bool:
         self._pieces.append(data)
+        return False  # after every piece: the relay stops and awaits drain(), which sends it
 
     async def drain(self) -> None:
         if self._pieces:

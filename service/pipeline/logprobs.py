@@ -95,13 +95,15 @@ class DeltaRelay:
         self.scanner = StopScanner(stops)
         self.top = top or 0
         self.release = Release() if top is not None else None
+        #: every delta passes as it came: nothing to hold back or trim
+        self.passthrough = self.release is None and not self.scanner.stops
 
     @property
     def stopped(self) -> bool:
         return self.scanner.stopped
 
     def push(self, event: TokenDelta) -> TokenDelta | None:
-        if self.release is None and not self.scanner.stops:
+        if self.passthrough:
             return event  # nothing to hold back or trim: the delta as it came (the usual case, once per token)
         safe = self.scanner.push(event.text)
         if self.release is not None:

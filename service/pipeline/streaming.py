@@ -49,7 +49,7 @@ OnFinal = Callable[[Endpoint, str, StreamFinal], None]
 #: what a stream relays: text, whole tool calls, and last the final event
 OutEvent = TokenDelta | ToolCallEvent | StreamFinal
 #: takes one batch of output; returns False to pause the stream until `relay` is called again
-Emit = Callable[[list[OutEvent]], bool]
+Emit = Callable[[Sequence[OutEvent]], bool]
 
 
 class AnswerStream(Protocol):
@@ -149,6 +149,14 @@ class GatewayStream:
         batch once the final event came or a stop sequence ended the text."""
         if self._tail is not None or self._fault is not None:
             return False
+        if relay.passthrough and self._reader is None and self.mechanics.cut is None:
+            deltas = _text_only(batch)
+            if deltas is not None:  # relayed as they came: the usual read, one token
+                generated = self.generated
+                for delta in deltas:
+                    generated.append(delta.text)
+                self._mark_tokens(len(deltas))
+                return emit(deltas)
         out: list[OutEvent] = []
         try:
             if self._reader is not None:
@@ -231,12 +239,17 @@ class GatewayStream:
                 t.per_token_seconds = (tm.last_token - tm.first_token) / (tm.tokens - 1)
 
     def _mark_token(self) -> None:
+        self._mark_tokens(1)
+
+    def _mark_tokens(self, count: int) -> None:
+        """`count` tokens relayed now (the tokens of one upstream read share its time)."""
         now = self.mechanics.clock()
-        if self.meter.first_token is None:
-            self.meter.first_token = now
+        meter = self.meter
+        if meter.first_token is None:
+            meter.first_token = now
             first_token(self.trace, now - self.trace.started)
-        self.meter.last_token = now
-        self.meter.tokens += 1
+        meter.last_token = now
+        meter.tokens += count
 
     def _final(self, end: StreamEnd | None, text: str, stopped: bool) -> StreamFinal:
         decoded = Decoded((), end.prompt_tokens if end else None, end.completion_tokens if end else None)
@@ -249,6 +262,16 @@ class GatewayStream:
                                                            self.meter.bytes_out))
         self.trace.usage, self.trace.cost_usd, self.trace.finish_reasons = usage, final.cost_usd, (str(reason),)
         return final
+
+
+def _text_only(batch: list[StreamEvent]) -> list[TokenDelta] | None:
+    """The batch if it holds nothing but text deltas, else None."""
+    deltas: list[TokenDelta] = []
+    for event in batch:
+        if not isinstance(event, TokenDelta):
+            return None
+        deltas.append(event)
+    return deltas
 
 
 async def open_stream(mechanics: Attempts, req: GenerationRequest, plans: Sequence[Plan], deadline: float,

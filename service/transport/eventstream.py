@@ -66,6 +66,7 @@ class FrameDecoder:
         self._endpoint = endpoint
         self._data = b""
         self._failure: UpstreamStreamError | None = None
+        self.idle = True  # no bytes of an incomplete frame held, no failure: the next chunk starts a frame
         # Every PayloadPart frame of a stream carries the same header block, byte for byte: it is parsed once (for
         # at most _HEADER_MEMO_SIZE distinct event blocks; exception frames vary and are parsed each time).
         self._memo: dict[bytes, Mapping[str, Any]] = {}
@@ -89,14 +90,17 @@ class FrameDecoder:
                     raise self._corrupt("Checksum mismatch: the message CRC does not match its bytes")
                 headers_end = pos + PRELUDE_LENGTH + headers_length
                 frames.append(Frame(total, headers_length, prelude_crc, message_crc,
-                                    self._headers(data[pos + PRELUDE_LENGTH:headers_end]), data[headers_end:end - 4]))
+                                    self.parsed_headers(data[pos + PRELUDE_LENGTH:headers_end]),
+                                    data[headers_end:end - 4]))
                 pos = end
         except UpstreamStreamError as exc:
             # After a bad CRC or length no later frame boundary can be trusted: the decoder stays failed.
             self._failure = exc
+            self.idle = False
             if not frames:
                 raise
         self._data = data[pos:] if pos < size else b""
+        self.idle = not self._data and self._failure is None
         return frames
 
     @property
@@ -121,7 +125,8 @@ class FrameDecoder:
         if not 0 <= payload_length <= _MAX_PAYLOAD_LENGTH:
             raise self._corrupt(f"a frame of {total} bytes with a header block of {headers_length} bytes")
 
-    def _headers(self, raw: bytes) -> Mapping[str, Any]:
+    def parsed_headers(self, raw: bytes) -> Mapping[str, Any]:
+        """A header block's headers, parsed once per distinct event block. Raises UpstreamStreamError if unreadable."""
         found = self._memo.get(raw)
         if found is None:
             try:
@@ -146,6 +151,56 @@ class PayloadPartDecoder:
         self._endpoint = endpoint
         self._frames = FrameDecoder(endpoint)
         self._failure: UpstreamStreamError | None = None
+        self._part_block: bytes | None = None  # the header block of this stream's PayloadPart frames, once seen
+
+    def joined(self, chunk: bytes) -> bytes:
+        """`b"".join(self.feed(chunk))`: the payloads `chunk` completes, as one piece (their boundaries carry no
+        meaning). The usual read, whole PayloadPart frames (one per relayed token), takes a shorter path that makes
+        the same checks; anything else goes through `feed`, which raises what it finds."""
+        if self._failure is None and self._frames.idle:
+            whole = self._whole_parts(chunk)
+            if whole is not None:
+                return whole
+        parts = self.feed(chunk)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _whole_parts(self, data: bytes) -> bytes | None:
+        """The payloads of `data` if it is nothing but intact PayloadPart frames ending at its end, else None. Both
+        CRCs and the length bounds are checked as `FrameDecoder` checks them; the header block is compared byte for
+        byte with the stream's PayloadPart block (parsed once, by the frame decoder's memo)."""
+        pos, size, parts = 0, len(data), []
+        block = self._part_block
+        while pos < size:
+            if size - pos < _FRAME_OVERHEAD:
+                return None
+            total, headers_length, prelude_crc = _PRELUDE.unpack_from(data, pos)
+            end = pos + total
+            if (end > size or not 0 <= total - headers_length - _FRAME_OVERHEAD <= _MAX_PAYLOAD_LENGTH
+                    or crc32(data[pos:pos + 8]) != prelude_crc
+                    or crc32(data[pos + 8:end - 4], prelude_crc) != _CRC.unpack_from(data, end - 4)[0]):
+                return None
+            headers_end = pos + PRELUDE_LENGTH + headers_length
+            if block is None or data[pos + PRELUDE_LENGTH:headers_end] != block:
+                block = self._learn_block(data[pos + PRELUDE_LENGTH:headers_end])
+                if block is None:
+                    return None
+            if headers_end < end - 4:  # an empty PayloadPart carries nothing
+                parts.append(data[headers_end:end - 4])
+            pos = end
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _learn_block(self, raw: bytes) -> bytes | None:
+        """`raw` if it is a PayloadPart event's header block (then the stream's block from now on), else None."""
+        if len(raw) > _MAX_HEADERS_LENGTH:
+            return None
+        try:
+            headers = self._frames.parsed_headers(raw)
+        except UpstreamStreamError:
+            return None  # `feed` raises it
+        if headers.get(":message-type") != "event" or headers.get(":event-type") != "PayloadPart":
+            return None
+        self._part_block = raw
+        return raw
 
     def feed(self, chunk: bytes) -> list[bytes]:
         """PayloadPart payloads completed by `chunk`, in order.

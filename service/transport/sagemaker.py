@@ -186,9 +186,9 @@ class ResponseStream:
         resp = self._resp or await self._open()
         with self._reading():
             while chunk := await resp.read():
-                parts = self._decoder.feed(chunk)
-                if parts:
-                    return _joined(parts)
+                part = self._decoder.joined(chunk)
+                if part:
+                    return part
         self._end()
         raise StopAsyncIteration
 
@@ -198,11 +198,11 @@ class ResponseStream:
         if self._ended:
             return False
         resp = self._resp or await self._open()
-        decoder = self._decoder
+        joined = self._decoder.joined
 
         def on_body(chunk: bytes) -> bool:
-            parts = decoder.feed(chunk)
-            return not parts or on_parts(_joined(parts))
+            part = joined(chunk)
+            return not part or on_parts(part)
 
         with self._reading():
             more = await resp.deliver(on_body)
@@ -253,11 +253,6 @@ class ResponseStream:
         finally:
             if self._resp is not None:
                 self._resp.release()
-
-
-def _joined(parts: list[bytes]) -> bytes:
-    """The PayloadParts of one network read as one piece: their boundaries carry no meaning."""
-    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 @contextmanager

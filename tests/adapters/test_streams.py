@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -205,3 +206,37 @@ def test_tokens_before_an_error_in_the_same_bytes_come_out_first(schema: str, li
 def test_a_line_that_is_not_json_fails_cleanly() -> None:
     with pytest.raises(UpstreamStreamError, match="not JSON"):
         decode_parts("tgi", [b"data:{not json\n\n"])
+
+
+@settings(max_examples=100, deadline=None)
+@given(tokens=tokens_st, schema=st.sampled_from(STREAMING), space=st.booleans())
+def test_one_event_per_part_decodes_as_the_whole(tokens: list[str], schema: str, space: bool) -> None:
+    """The usual read carries one event (a token): the decoders' shorter path for it gives what the whole gives."""
+    data = WIRES[schema][0](tokens, space)
+    assert decode_parts(schema, re.findall(rb"[^\n]*\n+", data)) == decode_parts(schema, [data])
+
+
+def _decoded(step: Any) -> object:
+    try:
+        return step()
+    except UpstreamStreamError as exc:
+        return ("raised", exc.message)
+
+
+@pytest.mark.parametrize("schema", ["tgi", "openai"])
+@pytest.mark.parametrize("part", [
+    b"data:[DONE]\n\n", b"data: [DONE]\n\n", b"data:{not json\n\n", b"data:[1,2]\n\n", b'data:"text"\n\n',
+    b'data:\x0c{"token":{"text":"a"}}\x0c\n\n', b'data:\t{"token":{"text":"t"}}\n\n',
+    b'data:  {"token": {"text":"b"}}  \n\n', b'data:{"token":{"text":"c"}}\r\n\r\n', b'data:{"error":"x"}\n\n',
+    b'data:{"token":{"text":"d"}}\n\ndata:{"token":{"text":"e"}}\n\n', b"data:\n\n", b'data:{"a":1}\n\n\n',
+])
+def test_a_part_of_one_event_decodes_as_the_general_path_does(schema: str, part: bytes) -> None:
+    """Whatever a one-event part holds, the shorter path gives what the line-by-line path gives (reached by
+    feeding the same bytes in two pieces): the same events, the same failure, the same [DONE]."""
+    adapter = adapters.get(schema)
+    assert streams(adapter)
+    whole, pieces = adapter.stream_decoder(), adapter.stream_decoder()
+    got = _decoded(lambda: whole.feed(part))
+    assert pieces.feed(part[:1]) == []
+    assert got == _decoded(lambda: pieces.feed(part[1:]))
+    assert whole.done == pieces.done

@@ -53,13 +53,13 @@ class _Parts:
         return self
 
     async def __anext__(self) -> bytes:
-        return b"".join(self._decoder.feed(FRAMES[0]))
+        return self._decoder.joined(FRAMES[0])
 
     async def deliver(self, on_parts: Callable[[bytes], bool]) -> bool:
         done = asyncio.get_running_loop().create_future()
 
         def read(k: int) -> None:
-            on_parts(b"".join(self._decoder.feed(FRAMES[k])))
+            on_parts(self._decoder.joined(FRAMES[k]))
             if k == TOKENS - 1:
                 done.set_result(None)
 
@@ -86,16 +86,15 @@ class _Transport:
 
 
 class _Socket:
-    paused = False
-
     def __init__(self) -> None:
         self.written = 0
 
     def ready(self) -> bool:
         return True
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes) -> bool:
         self.written += len(data)
+        return True
 
     async def drain(self) -> None:
         return None

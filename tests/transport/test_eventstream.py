@@ -6,6 +6,7 @@ import base64
 import json
 import struct
 import zlib
+from collections.abc import Callable
 from itertools import pairwise
 from pathlib import Path
 
@@ -197,3 +198,55 @@ def test_frames_whose_lengths_or_headers_cannot_be_read_fail_the_stream(frame: b
         decoder.feed(frame)
     with pytest.raises(UpstreamStreamError):
         decoder.feed(payload_part(b"later"))  # no later boundary is trusted
+
+
+def _corrupted(frame: bytes, at: int) -> bytes:
+    flipped = bytearray(frame)
+    flipped[at % len(frame)] ^= 0x20
+    return bytes(flipped)
+
+
+_FRAME_KINDS = st.one_of(
+    st.binary(max_size=40).map(payload_part),
+    st.binary(max_size=8).map(lambda data: encode_frame(
+        {":message-type": "event", ":event-type": "PayloadPart", ":content-type": "application/json"}, data)),
+    st.just(encode_frame({":message-type": "event", ":event-type": "SomethingNew"}, b"ignored")),
+    st.sampled_from([exception_frame("ModelStreamError", {"Message": "m", "ErrorCode": "E"}),
+                     exception_frame("InternalStreamFailure", {"Message": "again"}), error_frame("Boom", "b")]),
+    st.tuples(st.binary(min_size=1, max_size=8).map(payload_part), st.integers(0, 200)).map(lambda c: _corrupted(*c)),
+)
+
+
+def _outcome(step: Callable[..., object], *args: object) -> object:
+    try:
+        return step(*args)
+    except UpstreamStreamError as exc:
+        return ("raised", exc.message, exc.retryable)
+
+
+@given(st.lists(_FRAME_KINDS, max_size=6), st.lists(st.integers(min_value=0, max_value=400), max_size=6),
+       st.booleans())
+def test_joined_reads_decode_exactly_as_feed_does(kinds: list[bytes], cuts: list[int], cut_tail: bool) -> None:
+    """`joined` (the relay's read: a shorter path for whole PayloadPart frames) gives, read by read, what joining
+    `feed`'s parts gives, and raises what it raises, for any mix of frames, corruption and splits."""
+    wire = b"".join(kinds)
+    if cut_tail and wire:
+        wire = wire[:-1]
+    bounds = [0, *sorted(c for c in cuts if c < len(wire)), len(wire)]
+    fast, reference = PayloadPartDecoder("ep"), PayloadPartDecoder("ep")
+    for start, end in pairwise(bounds):
+        chunk = wire[start:end]
+        assert _outcome(fast.joined, chunk) == _outcome(lambda data: b"".join(reference.feed(data)), chunk)
+    assert _outcome(fast.close) == _outcome(reference.close)
+
+
+def test_joined_takes_whole_frames_of_a_known_block_without_the_frame_decoder() -> None:
+    decoder = PayloadPartDecoder("ep")
+    assert decoder.joined(payload_part(b"first")) == b"first"  # learns the stream's PayloadPart header block
+    frames = FrameDecoder("ep")
+    fed: list[bytes] = []
+    frames.feed = lambda chunk: fed.append(chunk) or []  # type: ignore[method-assign]
+    decoder._frames = frames
+    assert decoder.joined(payload_part(b"a") + payload_part(b"") + payload_part(b"b")) == b"ab"
+    assert not fed, "the usual read needs no Frame objects"
+    assert decoder.joined(payload_part(b"c")[:-1]) == b"" and fed, "a partial frame goes to the frame decoder"

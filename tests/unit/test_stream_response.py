@@ -22,8 +22,7 @@ class FakeRelay:
 
     async def run(self, out: BodyOut) -> None:
         for piece in self.pieces:
-            out.write(piece)
-            if out.paused:
+            if not out.write(piece):
                 await out.drain()
         if self.stall:
             await asyncio.Event().wait()  # an upstream that never sends again
@@ -98,12 +97,9 @@ class Socket:
     def ready(self) -> bool:
         return self._ready
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes) -> bool:
         self.written.append(data)
-
-    @property
-    def paused(self) -> bool:
-        return bool(self.paused_every) and len(self.written) % self.paused_every == 0
+        return not (self.paused_every and len(self.written) % self.paused_every == 0)
 
     async def drain(self) -> None:
         self.drains += 1
