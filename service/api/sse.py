@@ -168,9 +168,14 @@ class SseRelay:
     async def run(self, out: BodyOut) -> None:
         """Write the whole body: the frames of each batch with one `write` (however many tokens one upstream read
         carried), the final chunk and [DONE] last, or an error event when the stream fails."""
-        write, frames = out.write, self._frames
+        write, frames, texts, token_frame = out.write, self._frames, self.texts, self.shape.token_frame
 
         def emit(batch: Sequence[OutEvent]) -> bool:
+            if len(batch) == 1 and self._opening is None:
+                event = batch[0]
+                if isinstance(event, TokenDelta):  # the usual batch: one token (once per token: no call spared)
+                    texts.append(event.text)
+                    return write(token_frame(event))
             return write(frames(batch))
 
         try:
@@ -186,11 +191,6 @@ class SseRelay:
         self.completed = True
 
     def _frames(self, batch: Sequence[OutEvent]) -> bytes:
-        if len(batch) == 1 and self._opening is None:
-            event = batch[0]
-            if isinstance(event, TokenDelta):  # the usual batch: one token
-                self.texts.append(event.text)
-                return self.shape.token_frame(event)
         frames = self._take_opening()
         for event in batch:
             if isinstance(event, TokenDelta):

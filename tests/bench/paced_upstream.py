@@ -45,6 +45,7 @@ MAX_TOKENS = 65536  # the back-pressure test (tests/e2e/test_backpressure.py) st
 WORDS = (" The", " gateway", " relays", " one", " token", " per", " frame", ",", " \"quoted\"", " back\\slash",
          " café", " 東京", " 🙂", "\n", " and", " then", " the", " next", ".", " tab\there")
 EVENTSTREAM = "application/vnd.amazon.eventstream"
+CLOCK_RESOLUTION_S = 0.001  # uvloop's loop clock
 T = TypeVar("T")
 
 
@@ -137,12 +138,16 @@ class Stream:
         self._timer: asyncio.TimerHandle | None = self._loop.call_at(pacing.due(self._t0, 0), self._tick)
 
     def _tick(self) -> None:
-        now, out = self._loop.time(), []
+        # uvloop's clock and timers have millisecond resolution: a timer fires up to half a millisecond before its
+        # instant, and re-arming it for that instant would spin (thousands of wake-ups a second per stream, CPU
+        # taken from the gateway on the same cores) until the clock ticks. A token due within the clock's
+        # resolution is sent now.
+        now, out = self._loop.time() + CLOCK_RESOLUTION_S, []
         while self._k < self._n and self._pacing.due(self._t0, self._k) <= now:
             last = self._k == self._n - 1
             out.append(self._frames.last(self._n, self._input_length) if last else self._frames.tokens[self._k])
             self._k += 1
-        if out:  # a timer may fire a hair early (the loop clock has millisecond resolution under uvloop)
+        if out:
             self._write(out[0] if len(out) == 1 else b"".join(out))
         if self._k < self._n:
             self._timer = self._loop.call_at(self._pacing.due(self._t0, self._k), self._tick)

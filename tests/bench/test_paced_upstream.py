@@ -142,3 +142,33 @@ def test_the_openai_sdk_reads_the_upstream_text_through_the_gateway(tmp_path: Pa
         assert up.url.endswith(f"/endpoints/{paced.ENDPOINT_NAME}/invocations-response-stream")
     finally:
         stack.stop()
+
+
+def test_a_paced_stream_wakes_once_per_token_not_until_the_clock_ticks() -> None:
+    """uvloop's timers fire up to half a millisecond early (millisecond resolution): a stream that re-armed for the
+    same instant spun thousands of times a second, taking the CPU the benchmark measures the gateway with. A late
+    timer (a busy machine) only sends several tokens in one wake, so the bound holds however slow the machine."""
+    import asyncio
+
+    import uvloop
+
+    from tests.bench.paced_upstream import Frames, Pacing, Stream
+
+    tokens, ticks, written = 12, [0], []
+
+    async def run() -> None:
+        done = asyncio.get_running_loop().create_future()
+        stream = Stream(written.append, Frames(tokens), tokens, 5, Pacing(0.002, 0.0035), lambda: done.set_result(None))
+        tick = stream._tick
+
+        def counted() -> None:
+            ticks[0] += 1
+            tick()
+
+        stream._tick = counted  # type: ignore[method-assign]
+        stream.cancel()
+        stream._timer = asyncio.get_running_loop().call_soon(counted)  # type: ignore[assignment]
+        await asyncio.wait_for(done, 30)
+
+    uvloop.run(run())
+    assert 1 <= ticks[0] <= tokens + 1 and b"".join(written).endswith(b"0\r\n\r\n")
