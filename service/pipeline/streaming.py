@@ -151,7 +151,7 @@ class GatewayStream:
             return False
         if relay.passthrough and self._reader is None and self.mechanics.cut is None:
             deltas = [batch[0]] if len(batch) == 1 and isinstance(batch[0], TokenDelta) else _text_only(batch)
-            if deltas is not None:  # relayed as they came: the usual read, one token
+            if deltas:  # relayed as they came: the usual read, one token
                 generated = self.generated
                 for delta in deltas:
                     generated.append(delta.text)

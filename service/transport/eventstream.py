@@ -153,8 +153,8 @@ class PayloadPartDecoder:
         self._failure: UpstreamStreamError | None = None
         self._part_block: bytes | None = None  # the header block of this stream's PayloadPart frames, once seen
 
-    def joined(self, chunk: bytes) -> bytes:
-        """`b"".join(self.feed(chunk))`: the payloads `chunk` completes, as one piece (their boundaries carry no
+    def joined(self, data: bytes) -> bytes:
+        """`b"".join(self.feed(data))`: the payloads `data` completes, as one piece (their boundaries carry no
         meaning). The usual read, whole PayloadPart frames (one per relayed token), takes a shorter path that makes
         the same checks; anything else goes through `feed`, which raises what it finds."""
         # The shorter path takes a chunk of nothing but intact PayloadPart frames ending at its end. Both CRCs and
@@ -162,23 +162,23 @@ class PayloadPartDecoder:
         # with the stream's PayloadPart block (parsed once, by the frame decoder's memo). One function: a relayed
         # token's Python calls are what its CPU goes to (tests/bench/PROFILE.md).
         if self._failure is not None or not self._frames.idle:
-            return self._fed(chunk)
-        data, pos, size, parts = chunk, 0, len(chunk), []
+            return self._fed(data)
+        pos, size, parts = 0, len(data), []
         block = self._part_block
         while pos < size:
             if size - pos < _FRAME_OVERHEAD:
-                return self._fed(chunk)
+                return self._fed(data)
             total, headers_length, prelude_crc = _PRELUDE.unpack_from(data, pos)
             end = pos + total
             if (end > size or not 0 <= total - headers_length - _FRAME_OVERHEAD <= _MAX_PAYLOAD_LENGTH
                     or crc32(data[pos:pos + 8]) != prelude_crc
                     or crc32(data[pos + 8:end - 4], prelude_crc) != _CRC.unpack_from(data, end - 4)[0]):
-                return self._fed(chunk)
+                return self._fed(data)
             headers_end = pos + PRELUDE_LENGTH + headers_length
             if block is None or data[pos + PRELUDE_LENGTH:headers_end] != block:
                 block = self._learn_block(data[pos + PRELUDE_LENGTH:headers_end])
                 if block is None:
-                    return self._fed(chunk)
+                    return self._fed(data)
             if headers_end < end - 4:  # an empty PayloadPart carries nothing
                 parts.append(data[headers_end:end - 4])
             pos = end
