@@ -43,19 +43,19 @@ class ChunkShape:
         self.base: Chunk = {"id": req.request_id, "created": int(time.time()), "model": req.model}
         # Without log-probabilities a token chunk differs from the next only by its text: it is built once per
         # choice index as the bytes around the text, so a token costs one orjson.dumps of a string.
-        self.templates: dict[int, tuple[bytes, bytes]] | None = None if stream.plan.logprobs is not None else {}
+        self._templates: dict[int, tuple[bytes, bytes]] | None = None if stream.plan.logprobs is not None else {}
 
     def opening(self) -> list[Chunk]:
         return []
 
     def token_frame(self, delta: TokenDelta) -> bytes:
         """The SSE frame of a token chunk; byte for byte `frame(self.token(delta))`."""
-        if self.templates is None:
+        if self._templates is None:
             return frame(self.token(delta))
-        around = self.templates.get(delta.index)
+        around = self._templates.get(delta.index)
         if around is None:
             head, _, tail = frame(self.token(TokenDelta(_SLOT, delta.index))).rpartition(_SLOT_JSON)
-            around = self.templates[delta.index] = (head, tail)
+            around = self._templates[delta.index] = (head, tail)
         return around[0] + orjson.dumps(delta.text) + around[1]
 
     def token(self, delta: TokenDelta) -> Chunk:
@@ -168,17 +168,13 @@ class SseRelay:
     async def run(self, out: BodyOut) -> None:
         """Write the whole body: the frames of each batch with one `write` (however many tokens one upstream read
         carried), the final chunk and [DONE] last, or an error event when the stream fails."""
-        write, frames, texts = out.write, self._frames, self.texts
-        token_frame, templates, dumps = self.shape.token_frame, self.shape.templates, orjson.dumps
+        write, frames, texts, token_frame = out.write, self._frames, self.texts, self.shape.token_frame
 
         def emit(batch: Sequence[OutEvent]) -> bool:
             if len(batch) == 1 and self._opening is None:
                 event = batch[0]
                 if isinstance(event, TokenDelta):  # the usual batch: one token (once per token: no call spared)
                     texts.append(event.text)
-                    around = templates.get(event.index) if templates else None
-                    if around is not None:  # `token_frame` inline
-                        return write(around[0] + dumps(event.text) + around[1])
                     return write(token_frame(event))
             return write(frames(batch))
 

@@ -155,12 +155,7 @@ class GatewayStream:
                 generated = self.generated
                 for delta in deltas:
                     generated.append(delta.text)
-                meter = self.meter
-                if meter.first_token is None:
-                    self._mark_tokens(len(deltas))
-                else:  # `_mark_tokens` inline: this runs once per relayed token
-                    meter.last_token = self.mechanics.clock()
-                    meter.tokens += len(deltas)
+                self._mark_tokens(len(deltas))
                 return emit(deltas)
         out: list[OutEvent] = []
         try:

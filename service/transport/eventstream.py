@@ -66,7 +66,9 @@ class FrameDecoder:
         self._endpoint = endpoint
         self._data = b""
         self._failure: UpstreamStreamError | None = None
-        self.idle = True  # no bytes of an incomplete frame held, no failure: the next chunk starts a frame
+        # No bytes of an incomplete frame held, no failure: the next chunk starts a frame. Kept, not derived per call:
+        # `PayloadPartDecoder.joined` reads it once per relayed token.
+        self.idle = True
         # Every PayloadPart frame of a stream carries the same header block, byte for byte: it is parsed once (for
         # at most _HEADER_MEMO_SIZE distinct event blocks; exception frames vary and are parsed each time).
         self._memo: dict[bytes, Mapping[str, Any]] = {}

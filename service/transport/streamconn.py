@@ -255,6 +255,7 @@ class StreamPool:
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
         # None: the system's trust store (ssl.create_default_context(), made on the first https connection)
         self._ssl: ssl.SSLContext | None = ssl_context
+        self._ssl_loading: asyncio.Future[ssl.SSLContext] | None = None
 
     async def open(self, url: str, headers: dict[str, str], body: bytes, timeout_s: float) -> UpstreamResponse:
         """POST `body` with `headers` (Host included) and wait for the response head."""
@@ -298,13 +299,20 @@ class StreamPool:
         scheme, host, port = key
         context: ssl.SSLContext | None = None
         if scheme == "https":
-            # Loading the system's CA certificates takes tens of milliseconds: not on the event loop.
-            context = self._ssl = self._ssl or await asyncio.to_thread(ssl.create_default_context)
+            context = self._ssl or await self._trust()
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(timeout_s):
             _, conn = await loop.create_connection(lambda: _Connection(loop), host, port, ssl=context,
                                                    server_hostname=host if context else None)
         return conn
+
+    async def _trust(self) -> ssl.SSLContext:
+        """The system's trust store, loaded once: it takes tens of milliseconds, so not on the event loop, and the
+        first connections of a burst wait for the one load instead of each starting their own."""
+        if self._ssl_loading is None:
+            self._ssl_loading = asyncio.ensure_future(asyncio.to_thread(ssl.create_default_context))
+        self._ssl = await asyncio.shield(self._ssl_loading)  # a waiter that gives up does not cancel the load
+        return self._ssl
 
     async def _exchange(self, conn: _Connection, key: tuple[str, str, int], request: bytes,
                         timeout_s: float) -> UpstreamResponse:

@@ -164,3 +164,22 @@ async def test_connection_refused_is_unavailable(signer: Signer) -> None:
         assert info.value.retryable
     finally:
         await client.aclose()
+
+
+async def test_the_first_https_connections_of_a_burst_share_one_load_of_the_trust_store(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import ssl
+
+    from service.transport.streamconn import StreamPool
+
+    loads: list[int] = []
+    real = ssl.create_default_context
+
+    def counted() -> ssl.SSLContext:
+        loads.append(1)
+        return real()
+
+    monkeypatch.setattr(ssl, "create_default_context", counted)
+    pool = StreamPool(30.0)
+    contexts = await asyncio.gather(*(pool._trust() for _ in range(20)))
+    assert loads == [1] and all(c is contexts[0] for c in contexts)
