@@ -7,7 +7,7 @@ container's answer into canonical `Decoded` choices and counts. It never sees HT
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol, TypeGuard
 
 import orjson
@@ -68,6 +68,14 @@ class StreamDecoder(Protocol):
     def feed(self, data: bytes) -> list[StreamEvent]:
         """Take the next PayloadPart bytes (cut anywhere) and return the events now complete. An error met
         after events in the same bytes is raised by the next `feed` or `close`, after those events."""
+        ...
+
+    #: the PayloadPart bytes taken so far (the endpoint's output bytes, part of a request's cost)
+    received: int
+
+    def push(self, on_events: Callable[[list[StreamEvent]], bool], data: bytes) -> bool:
+        """`feed(data)` with its events, when there are any, handed to `on_events`: its answer (False: pause), or
+        True. The relay's read: the transport calls it with each network read's parts."""
         ...
 
     def close(self) -> list[StreamEvent]:

@@ -10,6 +10,7 @@ bare JSON line (LMI jsonlines); `JsonLineDecoder` hands the JSON objects to a sc
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -51,6 +52,7 @@ class JsonLineDecoder(ABC):
         self._lines = LineBuffer()
         self.done = False  # saw `data: [DONE]`
         self._failure: UpstreamStreamError | None = None  # an error line met after events of the same feed
+        self.received = 0  # PayloadPart bytes taken (what the endpoint sent out: part of a request's cost)
 
     @abstractmethod
     def events(self, obj: dict[str, Any]) -> list[StreamEvent]:
@@ -63,8 +65,21 @@ class JsonLineDecoder(ABC):
     def feed(self, data: bytes) -> list[StreamEvent]:
         """The events completed by `data`. When an error line follows events in the same data, the events
         are returned and the error raised by the next `feed` or `close`: no token is lost to a later error."""
+        out: list[StreamEvent] = []
+
+        def keep(events: list[StreamEvent]) -> bool:
+            out.extend(events)
+            return True
+
+        self.push(keep, data)
+        return out
+
+    def push(self, on_events: Callable[[list[StreamEvent]], bool], data: bytes) -> bool:
+        """`feed(data)`, its events (when there are any) handed to `on_events`: its answer, or True. Called from the
+        transport's read of each part: one function per token between the event-stream frame and the pipeline."""
         if self._failure is not None:
             raise self._failure
+        self.received += len(data)
         if data.startswith(b"data:") and data.endswith(b"\n\n") and data.find(b"\n") == len(data) - 2 \
                 and not self._lines.pending:
             # One whole SSE event (a token's usual PayloadPart): its JSON read without splitting lines. Anything the
@@ -75,8 +90,10 @@ class JsonLineDecoder(ABC):
                 pass
             else:
                 if isinstance(obj, dict):
-                    return self.events(obj)
-        return self._decode(self._lines.feed(data))
+                    events = self.events(obj)
+                    return not events or on_events(events)
+        events = self._decode(self._lines.feed(data))
+        return not events or on_events(events)
 
     def close(self) -> list[StreamEvent]:
         if self._failure is not None:

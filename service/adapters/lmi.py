@@ -121,7 +121,7 @@ class LmiStream(JsonLineDecoder):
         out: list[StreamEvent] = []
         if isinstance(text, str) and text and not (token.get("special_token") or token.get("special")):
             entry = from_token(token) if self.with_logprobs else None
-            out.append(TokenDelta(text, logprobs=(entry,) if entry else ()))
+            out.append(TokenDelta(text, 0, (entry,) if entry else ()))  # positional: once per token
         out.extend(TokenDelta(t) for t in obj.get("outputs") or () if isinstance(t, str) and t)
         if obj.get("generated_text") is not None or obj.get("details"):
             out.append(StreamEnd(finish_reason(details.get("finish_reason")), int_or_none(details.get("input_length")),

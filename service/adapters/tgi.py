@@ -112,7 +112,7 @@ class TgiStream(JsonLineDecoder):
         out: list[StreamEvent] = []
         if isinstance(text, str) and text and not token.get("special"):
             entry = from_token(token, obj.get("top_tokens")) if self.with_logprobs else None
-            out.append(TokenDelta(text, logprobs=(entry,) if entry else ()))
+            out.append(TokenDelta(text, 0, (entry,) if entry else ()))  # positional: once per token
         if obj.get("generated_text") is not None:  # only the final event carries it
             details = obj.get("details") or {}
             out.append(StreamEnd(finish_reason(details.get("finish_reason")),

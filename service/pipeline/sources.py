@@ -49,27 +49,27 @@ class Decoding:
     async def deliver(self, on_events: OnEvents) -> bool:
         if self._done:
             return False
-        first, self._first = self._first, None
-        if first is not None and not self._feed(on_events, first):
-            return True
-        parts = self._parts
-        if isinstance(parts, PushedParts):
-            # positional: a partial with keywords copies its keyword dict on every call (once per token)
-            more = await parts.deliver(partial(self._feed, on_events))
-        else:
-            more = await self._pull(parts, on_events)
-        if more:
-            return True
-        self._done = True
-        last = self._decoder.close()
-        if last:
-            on_events(last)
-        return False
-
-    def _feed(self, on_events: OnEvents, part: bytes) -> bool:
-        self._meter.bytes_out += len(part)
-        events = self._decoder.feed(part)
-        return not events or on_events(events)
+        decoder = self._decoder
+        try:
+            first, self._first = self._first, None
+            if first is not None and not decoder.push(on_events, first):
+                return True
+            parts = self._parts
+            if isinstance(parts, PushedParts):
+                # the decoder's `push` is what each network read calls: no frame of ours in between (positional: a
+                # partial with keywords copies its keyword dict on every call, once per token)
+                more = await parts.deliver(partial(decoder.push, on_events))
+            else:
+                more = await self._pull(parts, on_events)
+            if more:
+                return True
+            self._done = True
+            last = decoder.close()
+            if last:
+                on_events(last)
+            return False
+        finally:
+            self._meter.bytes_out = decoder.received
 
     async def _pull(self, parts: PartStream, on_events: OnEvents) -> bool:
         """The same contract from a stream that can only be pulled: one await per upstream read."""
@@ -78,11 +78,12 @@ class Decoding:
                 part = await parts.__anext__()
             except StopAsyncIteration:
                 return False
-            if not self._feed(on_events, part):
+            if not self._decoder.push(on_events, part):
                 return True
 
     async def aclose(self) -> None:
         self._done = True
+        self._meter.bytes_out = self._decoder.received  # a stream abandoned while a delivery waits is charged too
         await self._parts.aclose()
 
 

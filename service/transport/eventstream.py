@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import struct
 from binascii import crc32
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
@@ -157,38 +157,55 @@ class PayloadPartDecoder:
 
     def joined(self, data: bytes) -> bytes:
         """`b"".join(self.feed(data))`: the payloads `data` completes, as one piece (their boundaries carry no
-        meaning). The usual read, whole PayloadPart frames (one per relayed token), takes a shorter path that makes
-        the same checks; anything else goes through `feed`, which raises what it finds."""
+        meaning), read as `push` reads them."""
+        got: list[bytes] = []
+
+        def keep(part: bytes) -> bool:
+            got.append(part)
+            return True
+
+        self.push(keep, data)
+        return got[0] if got else b""
+
+    def push(self, on_parts: Callable[[bytes], bool], data: bytes) -> bool:
+        """The payloads `data` completes, joined as one piece (`joined`), handed to `on_parts`: its answer, or True
+        when `data` completed none. The usual read, whole PayloadPart frames (one per relayed token), takes a
+        shorter path that makes the same checks; anything else goes through `feed`, which raises what it finds."""
         # The shorter path takes a chunk of nothing but intact PayloadPart frames ending at its end. Both CRCs and
         # the length bounds are checked as `FrameDecoder` checks them; the header block is compared byte for byte
-        # with the stream's PayloadPart block (parsed once, by the frame decoder's memo). One function: a relayed
-        # token's Python calls are what its CPU goes to (tests/bench/PROFILE.md).
+        # with the stream's PayloadPart block (parsed once, by the frame decoder's memo). One function from the
+        # socket's read to the next layer: a relayed token's Python calls are what its CPU goes to
+        # (tests/bench/PROFILE.md).
         if self._failure is not None or not self._frames.idle:
-            return self._fed(data)
+            return self._fed(on_parts, data)
         pos, size, parts = 0, len(data), []
         block = self._part_block
         while pos < size:
             if size - pos < _FRAME_OVERHEAD:
-                return self._fed(data)
+                return self._fed(on_parts, data)
             total, headers_length, prelude_crc = _PRELUDE.unpack_from(data, pos)
             end = pos + total
             if (end > size or not 0 <= total - headers_length - _FRAME_OVERHEAD <= _MAX_PAYLOAD_LENGTH
                     or crc32(data[pos:pos + 8]) != prelude_crc
                     or crc32(data[pos + 8:end - 4], prelude_crc) != _CRC.unpack_from(data, end - 4)[0]):
-                return self._fed(data)
+                return self._fed(on_parts, data)
             headers_end = pos + PRELUDE_LENGTH + headers_length
             if block is None or data[pos + PRELUDE_LENGTH:headers_end] != block:
                 block = self._learn_block(data[pos + PRELUDE_LENGTH:headers_end])
                 if block is None:
-                    return self._fed(data)
+                    return self._fed(on_parts, data)
             if headers_end < end - 4:  # an empty PayloadPart carries nothing
                 parts.append(data[headers_end:end - 4])
             pos = end
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+        if not parts:
+            return True
+        return on_parts(parts[0] if len(parts) == 1 else b"".join(parts))
 
-    def _fed(self, chunk: bytes) -> bytes:
+    def _fed(self, on_parts: Callable[[bytes], bool], chunk: bytes) -> bool:
         parts = self.feed(chunk)
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+        if not parts:
+            return True
+        return on_parts(parts[0] if len(parts) == 1 else b"".join(parts))
 
     def _learn_block(self, raw: bytes) -> bytes | None:
         """`raw` if it is a PayloadPart event's header block (then the stream's block from now on), else None."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -198,14 +199,9 @@ class ResponseStream:
         if self._ended:
             return False
         resp = self._resp or await self._open()
-        joined = self._decoder.joined
-
-        def on_body(chunk: bytes) -> bool:
-            part = joined(chunk)
-            return not part or on_parts(part)
-
         with self._reading():
-            more = await resp.deliver(on_body)
+            # positional: the decoder's `push` is the body callback itself (no Python frame between them per read)
+            more = await resp.deliver(partial(self._decoder.push, on_parts))
         if not more:
             self._end()
         return more

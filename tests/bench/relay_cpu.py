@@ -2,7 +2,7 @@
 process, with no sockets.
 
 The app (the demo config) serves S streamed chat requests at once from a fake transport whose response streams
-push 256 TGI token frames (event-stream encoded, decoded by the transport's own PayloadPartDecoder, as
+push 256 TGI token frames (event-stream encoded, decoded by the transport's own `PayloadPartDecoder.push`, as
 `ResponseStream.deliver` does) into the pipeline, token by token and stream by stream in turn, as the paced
 benchmark's upstream does; the body goes to a fake socket (the `SocketBody` extension). It prints process CPU
 per relayed token, stream opening included. Compare it with the paced benchmark's gateway-minus-floor figure
@@ -57,9 +57,10 @@ class _Parts:
 
     async def deliver(self, on_parts: Callable[[bytes], bool]) -> bool:
         done = asyncio.get_running_loop().create_future()
+        push = self._decoder.push
 
         def read(k: int) -> None:
-            on_parts(self._decoder.joined(FRAMES[k]))
+            push(on_parts, FRAMES[k])  # as the transport's body callback calls it (ResponseStream.deliver)
             if k == TOKENS - 1:
                 done.set_result(None)
 
