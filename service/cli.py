@@ -176,9 +176,19 @@ def _serve_workers(args: argparse.Namespace, config: Config) -> int:
     os.environ["JUMPGATE_CONFIG"] = args.config
     _multiprocess_metrics_dir()
     # uvicorn annotates timeouts as int but waits with asyncio.wait_for: fractional seconds work
-    uvicorn.run("service.app:app_from_env", factory=True, host=args.host, port=args.port, workers=args.workers,
+    uvicorn.run("service.cli:worker_app", factory=True, host=args.host, port=args.port, workers=args.workers,
                 log_level="info", **gateway_options(config.resilience.drain_s, config.server))
     return 0
+
+
+def worker_app() -> Any:
+    """uvicorn's factory in each `--workers N` process: the app from JUMPGATE_CONFIG, its start-up heap settled."""
+    from service.app import app_from_env
+    from service.server import settle_heap
+
+    app = app_from_env()
+    settle_heap()
+    return app
 
 
 def _serve_demo(host: str, port: int) -> int:
