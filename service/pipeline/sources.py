@@ -43,6 +43,8 @@ class Decoding:
         self._decoder = decoder
         self._first: bytes | None = first
         self._parts = parts
+        # checked once: an isinstance against a runtime Protocol costs ~6 µs (it lists the protocol's members)
+        self._pushed: PushedParts | None = parts if isinstance(parts, PushedParts) else None
         self._meter = meter
         self._done = False
 
@@ -54,13 +56,12 @@ class Decoding:
             first, self._first = self._first, None
             if first is not None and not decoder.push(on_events, first):
                 return True
-            parts = self._parts
-            if isinstance(parts, PushedParts):
+            if self._pushed is not None:
                 # the decoder's `push` is what each network read calls: no frame of ours in between (positional: a
                 # partial with keywords copies its keyword dict on every call, once per token)
-                more = await parts.deliver(partial(decoder.push, on_events))
+                more = await self._pushed.deliver(partial(decoder.push, on_events))
             else:
-                more = await self._pull(parts, on_events)
+                more = await self._pull(self._parts, on_events)
             if more:
                 return True
             self._done = True
