@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 from service.cli_flags import Flag, HelpFormatter, add_flags, host, one_of, port, resolve, switch, url, workers
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
+
     from service.config.model import Config
     from service.simulator.model import SimEndpoint
 
@@ -181,7 +183,7 @@ def _serve_workers(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
-def worker_app() -> Any:
+def worker_app() -> FastAPI:
     """uvicorn's factory in each `--workers N` process: the app from JUMPGATE_CONFIG, its start-up heap settled."""
     from service.app import app_from_env
     from service.server import settle_heap
