@@ -80,6 +80,7 @@ class JsonLineDecoder(ABC):
         if self._failure is not None:
             raise self._failure
         self.received += len(data)
+        events: list[StreamEvent] | None = None
         if data.startswith(b"data:") and data.endswith(b"\n\n") and data.find(b"\n") == len(data) - 2 \
                 and not self._lines.pending:
             # One whole SSE event (a token's usual PayloadPart): its JSON read without splitting lines. Anything the
@@ -91,8 +92,8 @@ class JsonLineDecoder(ABC):
             else:
                 if isinstance(obj, dict):
                     events = self.events(obj)
-                    return not events or on_events(events)
-        events = self._decode(self._lines.feed(data))
+        if events is None:
+            events = self._decode(self._lines.feed(data))
         return not events or on_events(events)
 
     def close(self) -> list[StreamEvent]:

@@ -176,33 +176,31 @@ class PayloadPartDecoder:
         # with the stream's PayloadPart block (parsed once, by the frame decoder's memo). One function from the
         # socket's read to the next layer: a relayed token's Python calls are what its CPU goes to
         # (tests/bench/PROFILE.md).
-        if self._failure is not None or not self._frames.idle:
-            return self._fed(on_parts, data)
-        pos, size, parts = 0, len(data), []
-        block = self._part_block
-        while pos < size:
+        parts: list[bytes] = []
+        pos, size, block = 0, len(data), self._part_block
+        whole = self._failure is None and self._frames.idle  # False: the general path reads `data`
+        while whole and pos < size:
             if size - pos < _FRAME_OVERHEAD:
-                return self._fed(on_parts, data)
+                whole = False
+                break
             total, headers_length, prelude_crc = _PRELUDE.unpack_from(data, pos)
             end = pos + total
             if (end > size or not 0 <= total - headers_length - _FRAME_OVERHEAD <= _MAX_PAYLOAD_LENGTH
                     or crc32(data[pos:pos + 8]) != prelude_crc
                     or crc32(data[pos + 8:end - 4], prelude_crc) != _CRC.unpack_from(data, end - 4)[0]):
-                return self._fed(on_parts, data)
+                whole = False
+                break
             headers_end = pos + PRELUDE_LENGTH + headers_length
             if block is None or data[pos + PRELUDE_LENGTH:headers_end] != block:
                 block = self._learn_block(data[pos + PRELUDE_LENGTH:headers_end])
                 if block is None:
-                    return self._fed(on_parts, data)
+                    whole = False
+                    break
             if headers_end < end - 4:  # an empty PayloadPart carries nothing
                 parts.append(data[headers_end:end - 4])
             pos = end
-        if not parts:
-            return True
-        return on_parts(parts[0] if len(parts) == 1 else b"".join(parts))
-
-    def _fed(self, on_parts: Callable[[bytes], bool], chunk: bytes) -> bool:
-        parts = self.feed(chunk)
+        if not whole:
+            parts = self.feed(data)
         if not parts:
             return True
         return on_parts(parts[0] if len(parts) == 1 else b"".join(parts))
