@@ -15,6 +15,7 @@ import orjson
 from service.adapters.features import FeatureTable
 from service.adapters.logprobs import TokenTable
 from service.adapters.params import Rules, Sampling, WireParams
+from service.adapters.plain import PlainOut
 from service.canonical import Choice, Decoded, FinishReason, GenerationRequest, StreamEvent
 from service.errors import UpstreamModelError, UpstreamStreamError, redact
 from service.prompts.render import PromptSpec
@@ -76,6 +77,10 @@ class StreamDecoder(Protocol):
     def push(self, on_events: Callable[[list[StreamEvent]], bool], data: bytes) -> bool:
         """`feed(data)` with its events, when there are any, handed to `on_events`: its answer (False: pause), or
         True. The relay's read: the transport calls it with each network read's parts."""
+        ...
+
+    def push_plain(self, out: PlainOut, on_events: Callable[[list[StreamEvent]], bool], data: bytes) -> bool:
+        """`push`, with a part that is one plain token written straight to `out` while `out.live` (plain.py)."""
         ...
 
     def close(self) -> list[StreamEvent]:

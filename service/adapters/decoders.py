@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 
+from service.adapters.plain import PlainOut, PlainToken
 from service.canonical import StreamEvent
 from service.errors import UpstreamStreamError
 
@@ -46,6 +47,8 @@ class JsonLineDecoder(ABC):
     """Lines of SSE (`data:` JSON) or JSON lines → the schema's events. Subclasses say what an object means."""
 
     schema = "container"
+    #: where this schema's objects carry a plain text token (`push_plain`); None: every object takes `events`
+    plain: ClassVar[PlainToken | None] = None
 
     def __init__(self) -> None:
         self.with_logprobs = False  # set by the pipeline when the request wants token log-probabilities
@@ -91,10 +94,51 @@ class JsonLineDecoder(ABC):
                 pass
             else:
                 if isinstance(obj, dict):
-                    events = self.events(obj)
+                    try:
+                        events = self.events(obj)
+                    except (AttributeError, TypeError):
+                        raise self._unexpected() from None
         if events is None:
             events = self._decode(self._lines.feed(data))
         return not events or on_events(events)
+
+    def push_plain(self, out: PlainOut, on_events: Callable[[list[StreamEvent]], bool], data: bytes) -> bool:
+        """`push`, except that while `out.live` a part that is one whole event (`data:` JSON or a JSON line)
+        carrying one plain token (the schema's `plain`) is written straight out: its text kept in `out`'s lists,
+        counted and timed, its chunk (`out.head`, the text as a JSON string, `out.tail`) written with `out.write`,
+        whose answer is returned. Anything else takes `push`. One function from the event-stream payload to the
+        socket for the usual token (plain.py)."""
+        shape = self.plain
+        if not out.live or shape is None or self.with_logprobs or self._failure is not None or self._lines.pending:
+            return self.push(on_events, data)
+        if data.startswith(b"data:"):
+            if not data.endswith(b"\n\n") or data.find(b"\n") != len(data) - 2:
+                return self.push(on_events, data)
+            body = data[5:]
+        elif data.startswith(b"{") and data.find(b"\n") == len(data) - 1:
+            body = data
+        else:
+            return self.push(on_events, data)
+        try:
+            obj = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return self.push(on_events, data)  # which says what is wrong with it
+        token = obj.get(shape.item) if type(obj) is dict else None
+        text = token.get(shape.text) if type(token) is dict else None
+        if type(text) is not str or not text:
+            return self.push(on_events, data)
+        for key in shape.ends:
+            if obj.get(key) is not None:
+                return self.push(on_events, data)
+        for flag in shape.flags:
+            if token.get(flag):  # type: ignore[union-attr]  # a dict: checked above
+                return self.push(on_events, data)
+        self.received += len(data)
+        out.texts.append(text)
+        out.generated.append(text)
+        out.tokens += 1
+        out.last = out.clock()
+        return out.write(out.head + orjson.dumps(text) + out.tail)
 
     def close(self) -> list[StreamEvent]:
         if self._failure is not None:
@@ -110,13 +154,19 @@ class JsonLineDecoder(ABC):
             try:
                 obj = self._parse(line.strip())
                 if obj is not None:
-                    out.extend(self.events(obj))
+                    try:
+                        out.extend(self.events(obj))
+                    except (AttributeError, TypeError):  # e.g. a `token` or `details` that is not an object
+                        raise self._unexpected() from None
             except UpstreamStreamError as exc:
                 if not out:
                     raise
                 self._failure = exc
                 break
         return out
+
+    def _unexpected(self) -> UpstreamStreamError:
+        return UpstreamStreamError(f"the {self.schema} endpoint streamed an event of an unexpected shape")
 
     def _parse(self, line: bytes) -> dict[str, Any] | None:
         if not line or line.startswith(b":"):

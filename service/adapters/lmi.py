@@ -27,6 +27,7 @@ from service.adapters.decoders import JsonLineDecoder
 from service.adapters.features import Features, FeatureTable
 from service.adapters.logprobs import ANY, TokenData, TokenTable, from_details, from_token
 from service.adapters.params import UNSUPPORTED, Range, Rules, Sampling, WireParams, native
+from service.adapters.plain import PlainToken
 from service.canonical import Choice, Decoded, GenerationRequest, StreamEnd, StreamEvent, TokenDelta
 from service.errors import UpstreamModelError, redact
 from service.prompts.render import PromptSpec, render_text
@@ -112,6 +113,9 @@ class LmiStream(JsonLineDecoder):
     same objects behind `data:` with the sse / tgi_compat formatters; `{"outputs": [...]}` for dynamic batch."""
 
     schema = "lmi"
+    # what `events` reads besides the token: an `error`, `details` (the final object's, or a failed generation's),
+    # dynamic batch's `outputs`, the final object's `generated_text`
+    plain = PlainToken("token", "text", ("special_token", "special"), ("error", "details", "outputs", "generated_text"))
 
     def events(self, obj: dict[str, Any]) -> list[StreamEvent]:
         details = obj.get("details") or {}

@@ -29,6 +29,7 @@ from service.adapters.decoders import JsonLineDecoder
 from service.adapters.features import TGI_PAYLOAD_LIMIT, Features, FeatureTable, ImageSupport
 from service.adapters.logprobs import ANY, TokenData, TokenTable, from_details, from_token
 from service.adapters.params import EMULATED, UNSUPPORTED, Range, Rules, Sampling, WireParams, native
+from service.adapters.plain import PlainToken
 from service.canonical import Decoded, GenerationRequest, StreamEnd, StreamEvent, TokenDelta
 from service.prompts.render import PromptSpec, markdown_images, render_text
 from service.transport.base import Payload, RawResponse
@@ -103,6 +104,9 @@ class TgiStream(JsonLineDecoder):
     """`data:{"token":{...},"generated_text":null|str,"details":...}` events (wire-formats.md 2.5)."""
 
     schema = "tgi"
+    # what `events` reads besides the token: the final object's `generated_text`, an `error` (top_tokens only with
+    # log-probabilities, which `push_plain` leaves to `events`)
+    plain = PlainToken("token", "text", ("special",), ("generated_text", "error"))
 
     def events(self, obj: dict[str, Any]) -> list[StreamEvent]:
         if obj.get("error") is not None:

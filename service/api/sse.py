@@ -19,7 +19,7 @@ from service.api.errors import error_event, unexpected_event
 from service.api.finish import Finisher
 from service.canonical import GenerationRequest, StreamFinal, TokenDelta, ToolCallEvent
 from service.errors import GatewayError
-from service.pipeline.streaming import AnswerStream, OutEvent
+from service.pipeline.streaming import AnswerStream, OutEvent, TokenTemplate
 
 log = logging.getLogger("jumpgate.sse")
 
@@ -50,13 +50,22 @@ class ChunkShape:
 
     def token_frame(self, delta: TokenDelta) -> bytes:
         """The SSE frame of a token chunk; byte for byte `frame(self.token(delta))`."""
-        if self._templates is None:
-            return frame(self.token(delta))
-        around = self._templates.get(delta.index)
+        around = self._templates.get(delta.index) if self._templates is not None else None
         if around is None:
-            head, _, tail = frame(self.token(TokenDelta(_SLOT, delta.index))).rpartition(_SLOT_JSON)
-            around = self._templates[delta.index] = (head, tail)
+            around = self.template(delta.index)
+            if around is None:
+                return frame(self.token(delta))
         return around[0] + orjson.dumps(delta.text) + around[1]
+
+    def template(self, index: int) -> tuple[bytes, bytes] | None:
+        """The bytes around a token's JSON string in choice `index`'s token frame (None with log-probabilities)."""
+        if self._templates is None:
+            return None
+        around = self._templates.get(index)
+        if around is None:
+            head, _, tail = frame(self.token(TokenDelta(_SLOT, index))).rpartition(_SLOT_JSON)
+            around = self._templates[index] = (head, tail)
+        return around
 
     def token(self, delta: TokenDelta) -> Chunk:
         return {**self.base, "index": delta.index, "text": delta.text}
@@ -178,8 +187,10 @@ class SseRelay:
                     return write(token_frame(event))
             return write(frames(batch))
 
+        around = self.shape.template(0)  # a streamed answer is one choice, index 0
+        template = TokenTemplate(around[0], around[1], write, texts) if around is not None else None
         try:
-            while await self.stream.relay(emit):
+            while await self.stream.relay(emit, template):
                 await out.drain()
         except GatewayError as err:
             self.done.trace.note_error(err)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -22,6 +23,7 @@ from typing import Protocol, TypeVar
 
 from opentelemetry.trace import Span
 
+from service.adapters.plain import PlainOut
 from service.config.resilience import ResilienceConfig
 from service.errors import (
     DeadlineExceeded,
@@ -74,6 +76,8 @@ class Attempts:
         self.sleep = sleep
         #: set at the drain deadline: streams still open end with it at their next upstream read
         self.cut: ServerShuttingDown | None = None
+        #: the open streams' plain-token paths, which read no `cut`: the cut closes them
+        self.lanes: weakref.WeakSet[PlainOut] = weakref.WeakSet()
         self.configure(resilience)
 
     def configure(self, resilience: ResilienceConfig) -> None:
@@ -86,6 +90,8 @@ class Attempts:
         """The drain deadline passed: every stream still relaying ends with a shutting-down error event."""
         self.cut = ServerShuttingDown("the server is shutting down and this stream was cut at its drain deadline; "
                                       "send the request again (another replica will answer)", retry_after=1.0)
+        for lane in list(self.lanes):
+            lane.live = False
 
     # --- deadlines ------------------------------------------------------------------------------------
     def deadline(self, client_timeout_s: float | None) -> float:

@@ -14,6 +14,7 @@ from functools import partial
 from typing import Protocol
 
 from service.adapters.base import StreamDecoder
+from service.adapters.plain import PlainOut
 from service.canonical import Decoded, StreamEnd, StreamEvent, TokenDelta, ToolCallEvent
 from service.pipeline.outputs import StreamReader
 from service.transport.base import PartStream, PushedParts
@@ -27,9 +28,10 @@ class Meter(Protocol):
 
 
 class EventSource(Protocol):
-    async def deliver(self, on_events: OnEvents) -> bool:
+    async def deliver(self, on_events: OnEvents, plain: PlainOut | None = None) -> bool:
         """Hand the events of each upstream read that carried any to `on_events` until it returns False (then
-        True: call again to go on) or the source is exhausted (False, after its last events)."""
+        True: call again to go on) or the source is exhausted (False, after its last events). With `plain`, a
+        read that is one plain token may be written through it instead (adapters/plain.py)."""
         ...
 
     async def aclose(self) -> None: ...
@@ -48,7 +50,7 @@ class Decoding:
         self._meter = meter
         self._done = False
 
-    async def deliver(self, on_events: OnEvents) -> bool:
+    async def deliver(self, on_events: OnEvents, plain: PlainOut | None = None) -> bool:
         if self._done:
             return False
         decoder = self._decoder
@@ -59,7 +61,8 @@ class Decoding:
             if self._pushed is not None:
                 # the decoder's `push` is what each network read calls: no frame of ours in between (positional: a
                 # partial with keywords copies its keyword dict on every call, once per token)
-                more = await self._pushed.deliver(partial(decoder.push, on_events))
+                more = await self._pushed.deliver(partial(decoder.push, on_events) if plain is None
+                                                  else partial(decoder.push_plain, plain, on_events))
             else:
                 more = await self._pull(self._parts, on_events)
             if more:
@@ -94,7 +97,7 @@ class Replay:
     def __init__(self, decoded: Decoded) -> None:
         self._decoded: Decoded | None = decoded
 
-    async def deliver(self, on_events: OnEvents) -> bool:
+    async def deliver(self, on_events: OnEvents, plain: PlainOut | None = None) -> bool:
         decoded, self._decoded = self._decoded, None
         if decoded is not None:
             choice = decoded.choices[0]

@@ -19,6 +19,7 @@ from typing import Protocol
 from opentelemetry.trace import Span
 
 from service.adapters.base import streams
+from service.adapters.plain import PlainOut
 from service.canonical import (
     Decoded,
     FinishReason,
@@ -52,6 +53,17 @@ OutEvent = TokenDelta | ToolCallEvent | StreamFinal
 Emit = Callable[[Sequence[OutEvent]], bool]
 
 
+@dataclass(frozen=True)
+class TokenTemplate:
+    """What the SSE layer offers for writing a plain token without an `emit` (adapters/plain.py): the bytes around
+    the token's JSON string in its chunk, the socket's write (False: pause) and its list of relayed texts."""
+
+    head: bytes
+    tail: bytes
+    write: Callable[[bytes], bool]
+    texts: list[str]
+
+
 class AnswerStream(Protocol):
     """What the api relays: a stream from the upstream (`GatewayStream`) or a checked answer (`WholeAnswer`)."""
 
@@ -61,9 +73,10 @@ class AnswerStream(Protocol):
     @property
     def endpoint(self) -> Endpoint: ...
 
-    async def relay(self, emit: Emit) -> bool:
+    async def relay(self, emit: Emit, template: TokenTemplate | None = None) -> bool:
         """Hand the output to `emit`, a batch at a time (what one upstream read delivered), until `emit` returns
-        False (then True: call again to go on) or the last batch, ending with the StreamFinal, was emitted (False)."""
+        False (then True: call again to go on) or the last batch, ending with the StreamFinal, was emitted (False).
+        With a `template`, a plain token may be written through it instead (the same bytes; adapters/plain.py)."""
         ...
 
     async def aclose(self) -> None: ...
@@ -105,6 +118,7 @@ class GatewayStream:
     _tail: tuple[StreamEnd | None, list[OutEvent]] | None = None  # the final event, the text read with it
     _fault: GatewayError | None = None
     _over: bool = False
+    _plain: PlainOut | None = None  # where the decoder writes plain tokens itself, when nothing needs to see them
 
     def __post_init__(self) -> None:
         if self.plan.treatment.active:
@@ -114,19 +128,26 @@ class GatewayStream:
     def endpoint(self) -> Endpoint:
         return self.plan.endpoint
 
-    async def relay(self, emit: Emit) -> bool:
+    async def relay(self, emit: Emit, template: TokenTemplate | None = None) -> bool:
         """Hand the stream's output to `emit`, one batch per upstream read that produced any (from inside the read
         when the transport can push: sources.py), until `emit` returns False (then True: call again once the client
         caught up) or the stream is over: its last batch, ending with the one StreamFinal, was emitted (False).
-        Raises the GatewayError that ended the stream (what came before it was emitted); the upstream is closed."""
+        Raises the GatewayError that ended the stream (what came before it was emitted); the upstream is closed.
+        With a `template` and nothing to read in the tokens (no stop sequences, log-probabilities or tool reading),
+        the decoder writes plain tokens through it itself once the first token went through `emit`."""
         if self._over:
             return False
         relay = self._relay_state
         if relay is None:
             relay = self._relay_state = logprobs.DeltaRelay(self.plan.params.stop, self.plan.logprobs)
+        plain = self._plain
+        if plain is None and template is not None and relay.passthrough and self._reader is None:
+            plain = self._plain = PlainOut(template.head, template.tail, template.write, template.texts,
+                                           self.generated, self.mechanics.clock)
+            self.mechanics.lanes.add(plain)  # the drain's cut stops it
         try:
             try:
-                more = await self.source.deliver(partial(self._take, relay, emit))  # positional: no dict per call
+                more = await self.source.deliver(partial(self._take, relay, emit), plain)  # positional: no dict
             except UpstreamError as exc:  # a stream that breaks midway counts against the endpoint's circuit
                 self.mechanics.stream_broke(self.endpoint, exc)
                 raise
@@ -156,7 +177,10 @@ class GatewayStream:
                 for delta in deltas:
                     generated.append(delta.text)
                 self._mark_tokens(len(deltas))
-                return emit(deltas)
+                more = emit(deltas)
+                if self._plain is not None:  # the opening chunk and the first token went out: plain tokens may follow
+                    self._plain.live = True
+                return more
         out: list[OutEvent] = []
         try:
             if self._reader is not None:
@@ -231,6 +255,12 @@ class GatewayStream:
 
     def _fill_trace(self) -> None:
         t, tm = self.trace, self.meter
+        plain = self._plain
+        if plain is not None:  # the tokens the decoder wrote itself
+            plain.live = False
+            tm.tokens += plain.tokens
+            if plain.last is not None and (tm.last_token is None or plain.last > tm.last_token):
+                tm.last_token = plain.last
         t.upstream_seconds = (tm.ended or tm.opened) - tm.opened
         t.upstream_bytes = tm.bytes_in + tm.bytes_out
         if tm.first_token is not None:
@@ -338,7 +368,7 @@ class WholeAnswer:
     def endpoint(self) -> Endpoint:
         return self.plan.endpoint
 
-    async def relay(self, emit: Emit) -> bool:
+    async def relay(self, emit: Emit, template: TokenTemplate | None = None) -> bool:
         if self.done:
             return False
         self.done = True
