@@ -167,3 +167,19 @@ def test_a_pause_asked_by_the_socket_comes_back_to_the_read() -> None:
     part = _line({"token": {"id": 1, "text": "x", "special": False}, "generated_text": None}, "sse")
     assert decoder.push_plain(out.out, out.on_events, part) is False
     assert len(out.written) == 1
+
+
+@pytest.mark.parametrize(("schema", "part"), [
+    ("tgi", b'data:{"token":"x","generated_text":null}\n\n'),
+    ("tgi", b'data:{"token":{"text":"a"},"generated_text":"a","details":"x"}\n\n'),
+    ("lmi", b'{"token":3}\n'),
+    ("lmi", b'{"token":{"text":"a"},"outputs":5}\n'),
+])
+def test_an_event_of_an_unexpected_shape_is_a_stream_error(schema: str, part: bytes) -> None:
+    """A `token` or `details` that is not an object is the endpoint's fault, said as such (it was an
+    AttributeError, a 500 'internal error' event), on either path and whole or cut."""
+    for pieces in ([part], [part[:7], part[7:]]):
+        decoder, out = _decoder(schema), _Out()
+        with pytest.raises(UpstreamStreamError, match="unexpected shape"):
+            for piece in pieces:
+                decoder.push_plain(out.out, out.on_events, piece)
